@@ -1,0 +1,1 @@
+"""Integrations that collect logs and write annotations back (OTel, Elasticsearch, Kibana)."""

@@ -1,0 +1,263 @@
+"""`logllm-plugin` command line. The only place that configures logging or prints.
+
+Heavy modules (torch, transformers, trainers) are imported inside commands so `--help` is fast.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from logllm_plugin import __version__
+
+logger = logging.getLogger("logllm_plugin.cli")
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or setup: shown as one clear line, never a traceback."""
+    from logllm_plugin.artifacts import ModelDirError
+    from logllm_plugin.config import ConfigError
+    from logllm_plugin.encoder import EncoderUnavailable
+    from logllm_plugin.readers import InputError
+
+    errors: list[type[BaseException]] = [ModelDirError, ConfigError, EncoderUnavailable, InputError]
+    try:
+        from trainers.small import TrainingDataError
+
+        errors.append(TrainingDataError)
+    except ImportError:  # trainers not installed: nothing to catch from it
+        pass
+    return tuple(errors)
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # transformers prints weight-loading bars and notices on stderr; keep them quiet unless asked.
+    if verbose < 2:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, whatever a library tries
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="logllm-plugin")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Sequence-level log anomaly detection with explanations, for OTel and Elasticsearch stacks."""
+    _setup_logging(verbose)
+
+
+# -------------------------------------------------------------------------- shared options
+def input_options(fn):
+    fn = click.option("--format", "fmt", type=click.Choice(["sequence_jsonl", "sequence_json", "record_jsonl", "text"]),
+                      help="Input format (sniffed when omitted).")(fn)
+    fn = click.option("--line-regex", help="Text logs: regex with named groups key/timestamp/level/message.")(fn)
+    fn = click.option("--key-regex", help=r"Text logs: the first match is the sequence key, e.g. 'blk_-?\d+'.")(fn)
+    fn = click.option("--max-lines", type=int, help="Sequencer: close a sequence at this many lines.")(fn)
+    return fn
+
+
+def _config(config_path: Optional[str], overrides: dict):
+    from logllm_plugin.config import load_config
+
+    return load_config(config_path, overrides=overrides)
+
+
+def _load(path: str, *, fmt, line_regex, key_regex, sequencer, split=None, fraction=None, what="input"):
+    from logllm_plugin.inputs import Selection, load_sequences
+
+    selection = Selection.parse(split, fraction)
+    sequences, report = load_sequences(path, fmt=fmt, line_regex=line_regex, key_regex=key_regex,
+                                       sequencer=sequencer, selection=selection)
+    click.echo(f"{what}: {path}: {report.summary()}; {len(sequences)} sequences selected", err=True)
+    return sequences
+
+
+# ---------------------------------------------------------------------------------- train
+@main.group()
+def train() -> None:
+    """Train models (`small`: the BERT+MoE detector)."""
+
+
+@train.command("small")
+@click.option("--train", "train_path", required=True, help="Training data (sequence JSONL/JSON, record JSONL, text).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--valid", "valid_path", help="Validation data for the threshold (default: hold out the last part).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (see configs/).")
+@click.option("--epochs", type=int, help="Training epochs (overrides the config).")
+@click.option("--seed", type=int, help="Random seed; the same seed gives the same model.")
+@click.option("--normal-only", is_flag=True, help="Treat the data as normal history and inject anomalies.")
+@click.option("--train-split", help="Use only sequences whose `split` field has this value.")
+@click.option("--train-range", help="Use a fraction range of the training data in file order, e.g. 0:0.7.")
+@click.option("--valid-split", help="Validation taken from --valid (or --train) by `split` value.")
+@click.option("--valid-range", help="Validation taken from --valid (or --train) by fraction range.")
+@click.option("--original-size", is_flag=True, help="Use the LogLLM paper's head sizes (512 wide, 6 layers).")
+@input_options
+def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, normal_only, train_split,
+                    train_range, valid_split, valid_range, original_size, fmt, line_regex, key_regex, max_lines):
+    """Train the BERT+MoE detector and write a model directory."""
+    def work():
+        import dataclasses
+
+        from logllm_plugin.config import ModelConfig
+        from trainers.small import train_small
+
+        overrides = {"training": {"epochs": epochs, "seed": seed}, "sequencer": {"max_lines": max_lines}}
+        if original_size:
+            overrides["model"] = dataclasses.asdict(ModelConfig.original())
+        config = _config(config_path, overrides)
+        common = dict(fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
+        train_seqs = _load(train_path, split=train_split, fraction=train_range, what="train", **common)
+        valid_seqs = None
+        if valid_path or valid_split or valid_range:
+            valid_seqs = _load(valid_path or train_path, split=valid_split, fraction=valid_range, what="valid", **common)
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.training.epochs, desc="training", unit="epoch", file=sys.stderr,
+                   disable=not sys.stderr.isatty())
+
+        def progress(epoch, total, record):
+            bar.update(1)
+            bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "valid_pr_auc", "valid_f1")})
+            logger.info("epoch %s", record)
+
+        outcome = train_small(train_seqs, valid_seqs, config, out_dir, normal_only=normal_only, progress=progress)
+        bar.close()
+        m, b = outcome.metrics["valid"], outcome.metrics.get("valid_baseline")
+        click.echo(f"model written to {outcome.model_dir}")
+        click.echo(f"validation ({outcome.metrics['threshold_source']}): precision {m['precision']} recall {m['recall']} "
+                   f"f1 {m['f1']} pr_auc {m['pr_auc']} threshold {m['threshold']:.4f}")
+        if b:
+            click.echo(f"baseline (LR on template counts), same validation: f1 {b['f1']} "
+                       f"precision {b['precision']} recall {b['recall']}")
+
+    _run(work)
+
+
+# ----------------------------------------------------------------------------------- eval
+@main.command("eval")
+@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--data", "data_path", required=True, help="Labeled data to evaluate on.")
+@click.option("--split", help="Only sequences whose `split` field has this value.")
+@click.option("--range", "fraction", help="A fraction range of the data in file order, e.g. 0.7:1.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on the last line.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write PR curve and confusion matrix PNGs.")
+@input_options
+def eval_cmd(model_dir, data_path, split, fraction, as_json, report_dir, fmt, line_regex, key_regex, max_lines):
+    """Precision, recall, F1, accuracy, PR-AUC — beside the LR-on-template-counts baseline."""
+    def work():
+        from logllm_plugin.detector import load_detector
+        from logllm_plugin.sequencer import SequencerConfig
+        from trainers.evaluation import binary_metrics, write_report
+
+        detector = load_detector(model_dir)
+        sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
+        sequences = _load(data_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer,
+                          split=split, fraction=fraction, what="data")
+        labeled = [s for s in sequences if s.label is not None]
+        if not labeled:
+            raise click.ClickException(f"{data_path}: no labeled sequence to evaluate on")
+        if len(labeled) < len(sequences):
+            click.echo(f"note: {len(sequences) - len(labeled)} unlabeled sequences are not counted", err=True)
+        verdicts = detector.detect(labeled)
+        labels = [s.label for s in labeled]
+        scores = [v.score for v in verdicts]
+        result = binary_metrics(labels, scores, detector.settings.threshold)
+        baseline_scores = detector_baseline_scores(detector, labeled)
+        if baseline_scores is not None:
+            result["baseline"] = binary_metrics(labels, baseline_scores, 0.5)
+            result["baseline"]["kind"] = "logistic regression on template counts (trained with the model)"
+        result["model_version"] = detector.settings.model_version
+        result["data"] = {"path": data_path, "split": split, "range": fraction}
+        if report_dir:
+            for path in write_report(report_dir, labels, scores, detector.settings.threshold, baseline_scores):
+                click.echo(f"wrote {path}", err=True)
+        if not as_json:
+            _print_metrics(result)
+        click.echo(json.dumps(result) if as_json else "")
+
+    _run(work)
+
+
+def detector_baseline_scores(detector, sequences):
+    """The saved baseline's scores on these sequences, or None for models saved without one."""
+    from logllm_plugin.artifacts import read_json
+    from logllm_plugin.featurize import featurize
+    from trainers.baseline import TemplateCountBaseline
+
+    path = getattr(detector, "model_dir", None)
+    if path is None or not (Path(path) / "baseline.json").is_file():
+        return None
+    baseline = TemplateCountBaseline.from_dict(read_json(Path(path) / "baseline.json"))
+    ids = [detector.store_ids(s.lines) for s in sequences]
+    return baseline.predict_proba(ids)
+
+
+def _print_metrics(m: dict) -> None:
+    click.echo(f"sequences {m['n']} (anomalous {m['anomalies']}), threshold {m['threshold']:.4f}")
+    click.echo(f"{'':10} {'precision':>9} {'recall':>7} {'f1':>7} {'accuracy':>8} {'pr_auc':>7}")
+    rows = [("logllm", m)] + ([("baseline", m["baseline"])] if "baseline" in m else [])
+    for name, r in rows:
+        pr = "-" if r["pr_auc"] is None else f"{r['pr_auc']:.4f}"
+        click.echo(f"{name:10} {r['precision']:9.4f} {r['recall']:7.4f} {r['f1']:7.4f} {r['accuracy']:8.4f} {pr:>7}")
+
+
+# --------------------------------------------------------------------------------- detect
+@main.command("detect")
+@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--input", "input_path", required=True, help="Log input: a file path or - for stdin.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), help="Write JSONL verdicts here.")
+@click.option("--show", type=click.Choice(["auto", "table", "jsonl"]), default="auto",
+              help="stdout: a table on a terminal, JSONL otherwise (auto).")
+@input_options
+def detect_cmd(model_dir, input_path, output_path, show, fmt, line_regex, key_regex, max_lines):
+    """Score sequences; one JSON object per sequence (id, label, score, category, evidence, novel_templates)."""
+    def work():
+        from logllm_plugin.detector import load_detector
+        from logllm_plugin.sequencer import SequencerConfig
+
+        detector = load_detector(model_dir)
+        sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
+        sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer)
+        verdicts = []
+        for start in range(0, len(sequences), 512):  # bounded memory on long inputs
+            verdicts.extend(detector.detect(sequences[start : start + 512]))
+        if output_path:
+            with open(output_path, "w", encoding="utf-8") as fh:
+                for v in verdicts:
+                    fh.write(json.dumps(v.to_dict()) + "\n")
+        mode = show if show != "auto" else ("table" if sys.stdout.isatty() or output_path else "jsonl")
+        if mode == "table":
+            _print_table(sequences, verdicts)
+        else:
+            for v in verdicts:
+                click.echo(json.dumps(v.to_dict()))
+
+    _run(work)
+
+
+def _print_table(sequences, verdicts) -> None:
+    anomalous = sum(v.label == "anomalous" for v in verdicts)
+    click.echo(f"{'sequence':<40} {'lines':>5} {'label':<9} {'score':>6} {'novel':>5}  evidence")
+    for seq, v in zip(sequences, verdicts):
+        first = seq.lines[v.evidence[0]] if v.evidence else ""
+        first = (first[:70] + "…") if len(first) > 71 else first
+        click.echo(f"{v.id[:40]:<40} {len(seq.lines):>5} {v.label:<9} {v.score:6.3f} {v.novel_templates:>5}  "
+                   f"{','.join(map(str, v.evidence))} {first}")
+    click.echo(f"{len(verdicts)} sequences, {anomalous} anomalous")
+
+
+if __name__ == "__main__":
+    main()

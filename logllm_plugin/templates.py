@@ -1,0 +1,134 @@
+"""Template mining: mask the variables of a line and give it a stable template id (Drain3).
+
+Training learns templates (`learn`), then freezes them; detection only matches (`lookup`), so a
+line unseen in training gets id 0 (`NOVEL_ID`) and its masked text as template text. Novel
+templates are a signal of their own (DESIGN §1). State is saved as plain JSON (no jsonpickle,
+whose decoder can build arbitrary objects).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from drain3.drain import Drain, LogCluster
+from drain3.masking import LogMasker, MaskingInstruction
+
+from logllm_plugin.config import TemplateConfig
+
+NOVEL_ID = 0
+PARAM = "<*>"
+STATE_VERSION = 1
+
+# Order matters: the specific shapes first, so an IP is not eaten as two numbers.
+MASKS: tuple[tuple[str, str], ...] = (
+    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "*"),  # UUID
+    (r"\d{4}-\d{2}-\d{2}[T \-]\d{2}[:.]\d{2}[:.]\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "*"),  # timestamp
+    (r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?(?![\w.])", "*"),  # IPv4[:port]
+    (r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])", "*"),  # IPv6
+    (r"[\w.+-]+@[\w-]+\.[\w.-]+", "*"),  # e-mail
+    (r"(?<![\w])0x[0-9a-fA-F]+\b", "*"),  # hex literal
+    (r"(?<![\w/])(?:/[\w.\-]+){2,}/?", "*"),  # absolute path
+    (r"\b[0-9a-fA-F]{12,}\b", "*"),  # long hex ids (hashes, request ids)
+    (r"[^\s\[\](){}<>,;:=\"']*\d[^\s\[\](){}<>,;:=\"']*", "*"),  # any token holding a digit
+)
+
+
+@dataclass(frozen=True)
+class TemplateMatch:
+    template_id: int  # NOVEL_ID when the line matches no template learned in training
+    text: str  # the template text (or masked line) that the encoder embeds
+
+    @property
+    def novel(self) -> bool:
+        return self.template_id == NOVEL_ID
+
+
+class TemplateStore:
+    """Drain3 clusters plus the masker, frozen after training."""
+
+    def __init__(self, config: Optional[TemplateConfig] = None):
+        self.config = config or TemplateConfig()
+        self.masker = LogMasker([MaskingInstruction(p, m) for p, m in MASKS], "<", ">")
+        self.drain = Drain(
+            depth=self.config.tree_depth,
+            sim_th=self.config.similarity_threshold,
+            max_children=self.config.max_children,
+            param_str=PARAM,
+        )
+        self._match_cache: dict[str, TemplateMatch] = {}
+
+    def __len__(self) -> int:
+        return len(self.drain.id_to_cluster)
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids run 1..max; 0 is reserved for novel templates."""
+        return self.drain.clusters_counter + 1
+
+    def mask(self, line: str) -> str:
+        masked = self.masker.mask(line[: self.config.max_template_chars])
+        return " ".join(masked.split())
+
+    def learn(self, lines: Iterable[str]) -> None:
+        """Add training lines; templates may still generalise until `lookup` is used."""
+        for line in lines:
+            self.drain.add_log_message(self.mask(line))
+        self._match_cache.clear()
+
+    def lookup(self, line: str) -> TemplateMatch:
+        masked = self.mask(line)
+        hit = self._match_cache.get(masked)
+        if hit is not None:
+            return hit
+        cluster = self.drain.match(masked, full_search_strategy="fallback")
+        if cluster is None:
+            result = TemplateMatch(NOVEL_ID, masked)
+        else:
+            result = TemplateMatch(cluster.cluster_id, cluster.get_template())
+        if len(self._match_cache) < 200_000:  # masked lines repeat a lot; bound the memory anyway
+            self._match_cache[masked] = result
+        return result
+
+    def template_text(self, template_id: int) -> str:
+        return self.drain.id_to_cluster[template_id].get_template()
+
+    def templates(self) -> dict[int, str]:
+        return {c.cluster_id: c.get_template() for c in self.drain.clusters}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        state = {
+            "version": STATE_VERSION,
+            "masks": [list(m) for m in MASKS],
+            "clusters_counter": self.drain.clusters_counter,
+            "clusters": [
+                {"id": c.cluster_id, "tokens": list(c.log_template_tokens), "size": c.size}
+                for c in sorted(self.drain.clusters, key=lambda c: c.cluster_id)
+            ],
+        }
+        Path(path).write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path, config: Optional[TemplateConfig] = None) -> "TemplateStore":
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"{path}: template store version {state.get('version')!r}, expected {STATE_VERSION}")
+        store = cls(config)
+        if [list(m) for m in MASKS] != state.get("masks"):
+            # Masks define what a template is; other masks would silently shift every id.
+            store.masker = LogMasker([MaskingInstruction(p, m) for p, m in state["masks"]], "<", ">")
+        for item in state["clusters"]:
+            cluster = LogCluster(item["tokens"], item["id"])
+            cluster.size = item["size"]
+            store.drain.id_to_cluster[cluster.cluster_id] = cluster
+            store.drain.add_seq_to_prefix_tree(store.drain.root_node, cluster)
+        store.drain.clusters_counter = state["clusters_counter"]
+        return store
+
+
+def split_param_tokens(text: str) -> str:
+    """Make `<*>` separate tokens so template text from datasets (`size:<*>`) reads like ours."""
+    return re.sub(r"\s*<\*>\s*", " <*> ", text).strip()

@@ -1,0 +1,97 @@
+"""Quality figures (precision, recall, F1, accuracy, PR-AUC) and the PNG report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict:
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(labels, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    pred = s >= threshold
+    tp = int((pred & (y == 1)).sum())
+    fp = int((pred & (y == 0)).sum())
+    fn = int((~pred & (y == 1)).sum())
+    tn = int((~pred & (y == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    pr_auc = float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "accuracy": round((tp + tn) / max(1, len(y)), 4),
+        "pr_auc": round(pr_auc, 4) if pr_auc == pr_auc else None,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "n": int(len(y)), "anomalies": int(y.sum()),
+        "threshold": round(float(threshold), 6),
+    }
+
+
+def best_f1_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Threshold with the best F1 on these scores: midway between two neighbouring scores."""
+    y = np.asarray(labels, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    if y.sum() == 0 or y.sum() == len(y):
+        return 0.5
+    candidates = np.unique(s)
+    cuts = np.concatenate([[candidates[0]], (candidates[1:] + candidates[:-1]) / 2])
+    best, best_f1 = 0.5, -1.0
+    for cut in cuts:
+        f1 = binary_metrics(y, s, cut)["f1"]
+        # ties → the higher threshold (fewer false alarms)
+        if f1 >= best_f1:
+            best, best_f1 = float(cut), f1
+    return best
+
+
+def write_report(directory: str | Path, labels: Sequence[int], scores: Sequence[float], threshold: float,
+                 baseline_scores: Sequence[float] | None = None) -> list[Path]:
+    """PR curve and confusion matrix as PNG files; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    y = np.asarray(labels, dtype=int)
+    written = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    if 0 < y.sum() < len(y):
+        p, r, _ = precision_recall_curve(y, scores)
+        ax.plot(r, p, label="logllm (BERT+MoE)")
+        if baseline_scores is not None:
+            bp, br, _ = precision_recall_curve(y, baseline_scores)
+            ax.plot(br, bp, "--", label="baseline (LR on template counts)")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    written.append(directory / "pr_curve.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    m = binary_metrics(y, scores, threshold)
+    grid = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    ax.imshow(grid, cmap="Blues")
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, str(value), ha="center", va="center")
+    ax.set_xticks([0, 1], ["normal", "anomalous"])
+    ax.set_yticks([0, 1], ["normal", "anomalous"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion (threshold {threshold:.3f})")
+    fig.tight_layout()
+    written.append(directory / "confusion_matrix.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written

@@ -1,0 +1,64 @@
+"""Synthetic anomalies for users without labels: history is treated as normal, and copies of it
+are broken the ways real incidents break sequences (DESIGN §6): a step dropped, a step repeated,
+two steps swapped, or a line that does not belong (a foreign template).
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from logllm_plugin.records import LogSequence
+
+# Lines of shapes that do not occur in healthy history of most systems; used as foreign templates
+# only when the history itself offers no rare line to borrow.
+FOREIGN_LINES = (
+    "ERROR connection refused while contacting upstream service",
+    "FATAL out of memory: cannot allocate buffer",
+    "ERROR request timed out after 30000 ms",
+    "WARN retry limit exceeded, giving up",
+    "ERROR permission denied for requested resource",
+    "ERROR unexpected end of stream while reading payload",
+)
+
+KINDS = ("dropped", "duplicated", "reordered", "foreign")
+
+
+def _inject_one(lines: list[str], kind: str, rng: random.Random, foreign_pool: Sequence[str]) -> list[str] | None:
+    out = list(lines)
+    if kind == "dropped" and len(out) >= 3:
+        del out[rng.randrange(len(out))]
+    elif kind == "duplicated" and out:
+        i = rng.randrange(len(out))
+        out[i:i] = [out[i]] * rng.randint(1, 3)
+    elif kind == "reordered" and len(set(out)) >= 2:
+        for _ in range(10):  # swap two lines that differ, else the copy equals the original
+            i, j = rng.sample(range(len(out)), 2)
+            if out[i] != out[j]:
+                out[i], out[j] = out[j], out[i]
+                break
+    elif kind == "foreign":
+        out.insert(rng.randrange(len(out) + 1), rng.choice(foreign_pool))
+    else:
+        return None
+    return out if out != lines else None
+
+
+def inject_anomalies(normal: Sequence[LogSequence], rate: float, seed: int) -> list[LogSequence]:
+    """Normal sequences (label 0) plus about `rate` × len(normal) broken copies (label 1)."""
+    rng = random.Random(seed)
+    result = [LogSequence(id=s.id, lines=list(s.lines), key=s.key, label=0, split=s.split) for s in normal]
+    candidates = [s for s in normal if s.lines]
+    if not candidates:
+        return result
+    target = max(1, int(round(rate * len(normal))))
+    made = attempts = 0
+    while made < target and attempts < target * 20:
+        attempts += 1
+        base = rng.choice(candidates)
+        kind = KINDS[made % len(KINDS)]
+        broken = _inject_one(list(base.lines), kind, rng, FOREIGN_LINES)
+        if broken is None:
+            continue
+        result.append(LogSequence(id=f"{base.id}~{kind}{made}", lines=broken, key=base.key, label=1, category=kind))
+        made += 1
+    return result

@@ -1,0 +1,246 @@
+"""`logllm-plugin train small`: templates → cached embeddings → two-phase BERT+MoE training.
+
+Phase 1 trains with every expert averaged (a dense warm-up that keeps early routing from
+collapsing); phase 2 turns the Top-P router on and adds the load-balancing loss. The checkpoint
+kept is the phase-2 epoch with the best validation PR-AUC, and the threshold is the one with the
+best validation F1.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from logllm_plugin import __version__
+from logllm_plugin.artifacts import DETECTOR_FILE, weights_digest, write_json
+from logllm_plugin.config import PluginConfig, config_to_dict
+from logllm_plugin.encoder import LineEncoder
+from logllm_plugin.featurize import FeaturizedBatch, featurize, pad_batch, windows
+from logllm_plugin.records import LogSequence
+from logllm_plugin.templates import TemplateStore
+from trainers.baseline import TemplateCountBaseline
+from trainers.evaluation import best_f1_threshold, binary_metrics
+from trainers.injection import inject_anomalies
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DROPOUT = 0.05  # share of training lines shown as "novel" so the novel signal is learned
+
+
+class TrainingDataError(ValueError):
+    """Training data that cannot produce a model (one class only, nothing to learn from)."""
+
+
+@dataclass
+class TrainOutcome:
+    model_dir: Path
+    metrics: dict
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_holdout(sequences: list[LogSequence], fraction: float) -> tuple[list[LogSequence], list[LogSequence]]:
+    """Chronological hold-out: the last `fraction` of the input (file order) validates."""
+    cut = int(round(len(sequences) * (1 - fraction)))
+    cut = min(max(cut, 1), len(sequences) - 1)
+    return sequences[:cut], sequences[cut:]
+
+
+def prepare_labels(train: list[LogSequence], valid: Optional[list[LogSequence]], config: PluginConfig,
+                   normal_only: bool) -> tuple[list[LogSequence], list[LogSequence]]:
+    seed = config.training.seed
+    if valid is None:
+        train, valid = split_holdout(train, config.training.valid_fraction)
+    if normal_only:
+        train = inject_anomalies(train, config.training.inject_rate, seed)
+        if all(s.label is None or s.label == 0 for s in valid):
+            valid = inject_anomalies(valid, config.training.inject_rate, seed + 1)
+    unlabeled = sum(1 for s in train if s.label is None)
+    if unlabeled:
+        raise TrainingDataError(f"{unlabeled} training sequences have no label; add labels or use --normal-only")
+    positives = sum(1 for s in train if s.label == 1)
+    if positives == 0 or positives == len(train):
+        raise TrainingDataError(
+            f"training data holds {positives} anomalous of {len(train)} sequences: both classes are needed "
+            "(use --normal-only to train from normal history with injected anomalies)"
+        )
+    valid = [s for s in valid if s.label is not None]
+    return train, valid
+
+
+class _Examples:
+    """Training windows as (template_ids, rows, label, category index)."""
+
+    def __init__(self, batch: FeaturizedBatch, sequences: Sequence[LogSequence], categories: list[str], max_positions: int):
+        self.items = []
+        for feats, seq in zip(batch.sequences, sequences):
+            cat = categories.index(seq.category) if seq.label == 1 and seq.category in categories else -1
+            for s, e in windows(len(feats), max_positions):
+                self.items.append((feats.template_ids[s:e], feats.rows[s:e], int(seq.label), cat))
+
+
+def _categories(train: Sequence[LogSequence]) -> list[str]:
+    found = sorted({s.category for s in train if s.label == 1 and s.category and s.category != "normal"})
+    return ["normal"] + (found or ["anomaly"])
+
+
+def _score(model, batch: FeaturizedBatch, max_positions: int, table_t, batch_size: int = 128) -> np.ndarray:
+    """Max-over-windows probability per sequence (the detector's rule)."""
+    import torch
+
+    places = [(i, s, e) for i, f in enumerate(batch.sequences) for s, e in windows(len(f), max_positions)]
+    probs = np.zeros(len(places))
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(places), batch_size):
+            chunk = places[start : start + batch_size]
+            items = [(batch.sequences[i].template_ids[s:e], batch.sequences[i].rows[s:e]) for i, s, e in chunk]
+            emb, mask, ids = pad_batch(items, table_t)
+            probs[start : start + len(chunk)] = model(emb, mask, ids).logits.sigmoid().numpy()
+    out = np.zeros(len(batch.sequences))
+    for (i, _, _), p in zip(places, probs):
+        out[i] = max(out[i], p)
+    return out
+
+
+def train_small(
+    train: list[LogSequence],
+    valid: Optional[list[LogSequence]],
+    config: PluginConfig,
+    out_dir: str | Path,
+    *,
+    normal_only: bool = False,
+    progress: Optional[Callable[[int, int, dict], None]] = None,
+) -> TrainOutcome:
+    import torch
+    from safetensors.torch import save_file
+
+    from logllm_plugin.moe.configuration import MoESequenceConfig
+    from logllm_plugin.moe.modeling import MoESequenceClassifier
+
+    tc = config.training
+    seed_everything(tc.seed)
+    train, valid = prepare_labels(train, valid, config, normal_only)
+
+    store = TemplateStore(config.templates)
+    store.learn(line for seq in train for line in seq.lines)
+    encoder = LineEncoder(config.encoder)
+    train_batch = featurize(store, encoder, [s.lines for s in train])
+    valid_batch = featurize(store, encoder, [s.lines for s in valid]) if valid else None
+    categories = _categories(train)
+
+    mc = config.model
+    moe_config = MoESequenceConfig(
+        input_size=encoder.embedding_dim(), vocab_size=store.vocab_size, hidden_size=mc.hidden_size,
+        num_layers=mc.num_layers, num_heads=mc.num_heads, num_experts=mc.num_experts,
+        expert_ffn_size=mc.expert_ffn_size, top_p=mc.top_p, max_positions=mc.max_positions,
+        dropout=mc.dropout, count_view=mc.count_view, categories=categories,
+    )
+    model = MoESequenceClassifier(moe_config)
+    examples = _Examples(train_batch, train, categories, mc.max_positions).items
+    labels = np.array([x[2] for x in examples])
+    pos, neg = int(labels.sum()), int(len(labels) - labels.sum())
+    pos_weight = torch.tensor(math.sqrt(neg / max(pos, 1)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay)
+    dense_epochs = min(int(round(tc.epochs * tc.dense_epochs_fraction)), tc.epochs - 1)  # ≥1 gated epoch
+    train_table = torch.from_numpy(train_batch.table)
+    valid_table = torch.from_numpy(valid_batch.table) if valid_batch else None
+    valid_labels = [s.label for s in valid]
+    rng = np.random.default_rng(tc.seed)
+
+    best_state, best_key, history = None, None, []
+    for epoch in range(tc.epochs):
+        dense = epoch < dense_epochs
+        model.train()
+        order = rng.permutation(len(examples))
+        total = 0.0
+        for start in range(0, len(order), tc.batch_size):
+            chunk = [examples[k] for k in order[start : start + tc.batch_size]]
+            ids_list = []
+            for ids, _, _, _ in chunk:
+                ids = ids.copy()
+                ids[rng.random(len(ids)) < TEMPLATE_DROPOUT] = 0
+                ids_list.append(ids)
+            emb, mask, ids_t = pad_batch([(i, r) for i, (_, r, _, _) in zip(ids_list, chunk)], train_table)
+            y = torch.tensor([c[2] for c in chunk], dtype=torch.float32)
+            cats = torch.tensor([c[3] for c in chunk])
+            out = model(emb, mask, ids_t, dense=dense)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, y, pos_weight=pos_weight)
+            if (cats >= 0).any() and len(categories) > 2:
+                loss = loss + 0.5 * torch.nn.functional.cross_entropy(out.category_logits[cats >= 0], cats[cats >= 0])
+            if not dense:
+                loss = loss + tc.aux_loss_weight * out.aux_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += loss.item() * len(chunk)
+        record = {"epoch": epoch + 1, "phase": "dense" if dense else "gated", "loss": round(total / len(examples), 5)}
+        if not dense:
+            scored_batch, scored_table, scored_labels = (
+                (valid_batch, valid_table, valid_labels) if valid_batch and 0 < sum(valid_labels) < len(valid_labels)
+                else (train_batch, train_table, [s.label for s in train])
+            )
+            scores = _score(model, scored_batch, mc.max_positions, scored_table)
+            m = binary_metrics(scored_labels, scores, best_f1_threshold(scored_labels, scores))
+            record.update(valid_pr_auc=m["pr_auc"], valid_f1=m["f1"])
+            key = (m["pr_auc"] or 0.0, m["f1"], -record["loss"])
+            if best_key is None or key > best_key:
+                best_key, best_state = key, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        history.append(record)
+        if progress:
+            progress(epoch + 1, tc.epochs, record)
+
+    model.load_state_dict(best_state)
+    threshold_labels, threshold_scores, threshold_source = valid_labels, None, "validation"
+    if valid_batch and 0 < sum(valid_labels) < len(valid_labels):
+        threshold_scores = _score(model, valid_batch, mc.max_positions, valid_table)
+    else:
+        threshold_source = "training (validation had one class only)"
+        threshold_labels = [s.label for s in train]
+        threshold_scores = _score(model, train_batch, mc.max_positions, train_table)
+    threshold = best_f1_threshold(threshold_labels, threshold_scores)
+
+    baseline = TemplateCountBaseline(store.vocab_size).fit([f.template_ids for f in train_batch.sequences],
+                                                           [s.label for s in train], seed=tc.seed)
+    metrics = {
+        "train_sequences": len(train), "train_anomalies": int(sum(s.label for s in train)),
+        "valid_sequences": len(valid), "templates": len(store), "categories": categories,
+        "threshold_source": threshold_source, "history": history,
+        "valid": binary_metrics(threshold_labels, threshold_scores, threshold),
+    }
+    if valid_batch:
+        base_scores = baseline.predict_proba([f.template_ids for f in valid_batch.sequences])
+        metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    moe_config.save(out / "config.json")
+    store.save(out / "templates.json")
+    encoder.save_cache(out)
+    write_json(out / "baseline.json", baseline.to_dict())
+    write_json(out / "metrics.json", metrics)
+    plugin = config_to_dict(config)
+    write_json(out / DETECTOR_FILE, {
+        "format_version": 1,
+        "plugin_version": __version__,
+        "threshold": threshold,
+        "model_version": f"{out.name}-{weights_digest(out / 'model.safetensors')}",
+        "templates": plugin["templates"],
+        "encoder": plugin["encoder"],
+        "sequencer": plugin["sequencer"],
+        "training": plugin["training"],
+    })
+    return TrainOutcome(out, metrics)
