@@ -75,10 +75,11 @@ def _config(config_path: Optional[str], overrides: dict):
     return load_config(config_path, overrides=overrides)
 
 
-def _load(path: str, *, fmt, line_regex, key_regex, sequencer, split=None, fraction=None, what="input"):
+def _load(path: str, *, fmt, line_regex, key_regex, sequencer, split=None, fraction=None, shuffle_seed=None,
+          what="input"):
     from logllm_plugin.inputs import Selection, load_sequences
 
-    selection = Selection.parse(split, fraction)
+    selection = Selection.parse(split, fraction, shuffle_seed)
     sequences, report = load_sequences(path, fmt=fmt, line_regex=line_regex, key_regex=key_regex,
                                        sequencer=sequencer, selection=selection)
     click.echo(f"{what}: {path}: {report.summary()}; {len(sequences)} sequences selected", err=True)
@@ -103,10 +104,11 @@ def train() -> None:
 @click.option("--train-range", help="Use a fraction range of the training data in file order, e.g. 0:0.7.")
 @click.option("--valid-split", help="Validation taken from --valid (or --train) by `split` value.")
 @click.option("--valid-range", help="Validation taken from --valid (or --train) by fraction range.")
+@click.option("--shuffle-seed", type=int, help="Shuffle the data with this seed before taking --*-range parts.")
 @click.option("--original-size", is_flag=True, help="Use the LogLLM paper's head sizes (512 wide, 6 layers).")
 @input_options
 def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, normal_only, train_split,
-                    train_range, valid_split, valid_range, original_size, fmt, line_regex, key_regex, max_lines):
+                    train_range, valid_split, valid_range, shuffle_seed, original_size, fmt, line_regex, key_regex, max_lines):
     """Train the BERT+MoE detector and write a model directory."""
     def work():
         import dataclasses
@@ -119,10 +121,12 @@ def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, 
             overrides["model"] = dataclasses.asdict(ModelConfig.original())
         config = _config(config_path, overrides)
         common = dict(fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
-        train_seqs = _load(train_path, split=train_split, fraction=train_range, what="train", **common)
+        train_seqs = _load(train_path, split=train_split, fraction=train_range, shuffle_seed=shuffle_seed,
+                           what="train", **common)
         valid_seqs = None
         if valid_path or valid_split or valid_range:
-            valid_seqs = _load(valid_path or train_path, split=valid_split, fraction=valid_range, what="valid", **common)
+            valid_seqs = _load(valid_path or train_path, split=valid_split, fraction=valid_range,
+                               shuffle_seed=shuffle_seed, what="valid", **common)
         from tqdm import tqdm
 
         bar = tqdm(total=config.training.epochs, desc="training", unit="epoch", file=sys.stderr,
@@ -152,10 +156,11 @@ def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, 
 @click.option("--data", "data_path", required=True, help="Labeled data to evaluate on.")
 @click.option("--split", help="Only sequences whose `split` field has this value.")
 @click.option("--range", "fraction", help="A fraction range of the data in file order, e.g. 0.7:1.")
+@click.option("--shuffle-seed", type=int, help="Shuffle the data with this seed before taking --range.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on the last line.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write PR curve and confusion matrix PNGs.")
 @input_options
-def eval_cmd(model_dir, data_path, split, fraction, as_json, report_dir, fmt, line_regex, key_regex, max_lines):
+def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, report_dir, fmt, line_regex, key_regex, max_lines):
     """Precision, recall, F1, accuracy, PR-AUC — beside the LR-on-template-counts baseline."""
     def work():
         from logllm_plugin.detector import load_detector
@@ -165,7 +170,7 @@ def eval_cmd(model_dir, data_path, split, fraction, as_json, report_dir, fmt, li
         detector = load_detector(model_dir)
         sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
         sequences = _load(data_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer,
-                          split=split, fraction=fraction, what="data")
+                          split=split, fraction=fraction, shuffle_seed=shuffle_seed, what="data")
         labeled = [s for s in sequences if s.label is not None]
         if not labeled:
             raise click.ClickException(f"{data_path}: no labeled sequence to evaluate on")
@@ -180,7 +185,7 @@ def eval_cmd(model_dir, data_path, split, fraction, as_json, report_dir, fmt, li
             result["baseline"] = binary_metrics(labels, baseline_scores, 0.5)
             result["baseline"]["kind"] = "logistic regression on template counts (trained with the model)"
         result["model_version"] = detector.settings.model_version
-        result["data"] = {"path": data_path, "split": split, "range": fraction}
+        result["data"] = {"path": data_path, "split": split, "range": fraction, "shuffle_seed": shuffle_seed}
         if report_dir:
             for path in write_report(report_dir, labels, scores, detector.settings.threshold, baseline_scores):
                 click.echo(f"wrote {path}", err=True)

@@ -34,6 +34,31 @@ class DetectorSettings:
     batch_size: int = 64
 
 
+def forward_windows(model, items, table_t, batch_size: int, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly logits [N] and category logits [N, C] for (template_ids, rows) windows.
+
+    Windows are batched by length so short ones are not padded to the longest of the input.
+    """
+    import torch
+
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+    logits = np.zeros(len(items), dtype=np.float64)
+    cats = np.zeros((len(items), model.config.num_categories), dtype=np.float32)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            emb, mask, ids = pad_batch([items[i] for i in chunk], table_t, device)
+            out = model(emb, mask, ids)
+            logits[chunk] = out.logits.float().cpu().numpy()
+            cats[chunk] = out.category_logits.float().cpu().numpy()
+    return logits, cats
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
 class Detector:
     def __init__(self, model, store: TemplateStore, encoder: LineEncoder, settings: DetectorSettings, device=None):
         import torch
@@ -93,33 +118,23 @@ class Detector:
                 yield index, start, end
 
     def _forward(self, items, table_t):
-        import torch
-
-        logits, cats = [], []
-        with torch.inference_mode():
-            for start in range(0, len(items), self.settings.batch_size):
-                chunk = items[start : start + self.settings.batch_size]
-                emb, mask, ids = pad_batch(chunk, table_t, self.device)
-                out = self.model(emb, mask, ids)
-                logits.append(out.logits.float().cpu())
-                cats.append(out.category_logits.float().cpu())
-        return torch.cat(logits).sigmoid().numpy(), torch.cat(cats).numpy()
+        return forward_windows(self.model, items, table_t, self.settings.batch_size, self.device)
 
     def score_batch(self, batch: FeaturizedBatch):
-        """Per sequence: (max window score, category logits of that window, its start, end)."""
+        """Per sequence: (max window logit, category logits of that window, its start, end)."""
         import torch
 
         table_t = torch.from_numpy(batch.table)
         places = list(self._window_items(batch))
         items = [(batch.sequences[i].template_ids[s:e], batch.sequences[i].rows[s:e]) for i, s, e in places]
-        scores, cats = self._forward(items, table_t) if items else (np.zeros(0), np.zeros((0, len(self.categories))))
+        logits, cats = self._forward(items, table_t)
         best: dict[int, tuple[float, np.ndarray, int, int]] = {}
-        for (index, s, e), score, cat in zip(places, scores, cats):
-            if index not in best or score > best[index][0]:
-                best[index] = (float(score), cat, s, e)
+        for (index, s, e), logit, cat in zip(places, logits, cats):
+            if index not in best or logit > best[index][0]:
+                best[index] = (float(logit), cat, s, e)
         return [best[i] for i in range(len(batch.sequences))]
 
-    def _evidence(self, batch: FeaturizedBatch, index: int, start: int, end: int, score: float) -> list[int]:
+    def _evidence(self, batch: FeaturizedBatch, index: int, start: int, end: int, logit: float) -> list[int]:
         import torch
 
         seq = batch.sequences[index]
@@ -129,7 +144,7 @@ class Detector:
         keep = ~np.eye(len(ids), dtype=bool)
         variants = [(ids[k], rows[k]) for k in keep]
         occluded, _ = self._forward(variants, torch.from_numpy(batch.table))
-        drops = score - occluded
+        drops = logit - occluded  # in logits: probabilities saturate near 1 and hide the drop
         order = np.argsort(-drops, kind="stable")
         top = drops[order[0]]
         chosen = [int(i) for i in order[:MAX_EVIDENCE] if drops[i] > 0 and drops[i] >= 0.5 * top]
@@ -145,7 +160,8 @@ class Detector:
         batch = featurize(self.store, self.encoder, lines)
         novel = novel_template_counts(batch)
         verdicts = []
-        for n, (score, cat_logits, start, end) in enumerate(self.score_batch(batch)):
+        for n, (logit, cat_logits, start, end) in enumerate(self.score_batch(batch)):
+            score = float(sigmoid(np.array(logit)))
             anomalous = score >= self.settings.threshold
             verdicts.append(
                 Verdict(
@@ -153,7 +169,7 @@ class Detector:
                     label="anomalous" if anomalous else "normal",
                     score=score,
                     category=self._category(cat_logits, anomalous),
-                    evidence=self._evidence(batch, n, start, end, score) if anomalous else [],
+                    evidence=self._evidence(batch, n, start, end, logit) if anomalous else [],
                     novel_templates=novel[n],
                     model_version=self.settings.model_version,
                 )

@@ -1,7 +1,7 @@
 """One entry point from a path to scored units: sequences, whatever the input format.
 
 Sequence files are used as grouped; record and text files go through the sequencer. A selection
-(`split` name, or a `start:end` fraction range in file order) picks a subset without any
+(`split` name, a `start:end` fraction range in file order, optionally after a seeded shuffle) picks a subset without any
 dataset-specific code: `--range 0:0.7` is "the first 70%".
 """
 from __future__ import annotations
@@ -21,9 +21,11 @@ class Selection:
     split: Optional[str] = None
     start: float = 0.0
     end: float = 1.0
+    shuffle_seed: Optional[int] = None  # shuffle (deterministically) before taking the range
 
     @classmethod
-    def parse(cls, split: Optional[str] = None, fraction_range: Optional[str] = None) -> "Selection":
+    def parse(cls, split: Optional[str] = None, fraction_range: Optional[str] = None,
+              shuffle_seed: Optional[int] = None) -> "Selection":
         start, end = 0.0, 1.0
         if fraction_range:
             try:
@@ -33,7 +35,7 @@ class Selection:
                 raise InputError(f"range {fraction_range!r} must look like START:END with fractions, e.g. 0:0.7") from None
             if not 0.0 <= start < end <= 1.0:
                 raise InputError(f"range {fraction_range!r} needs 0 <= START < END <= 1")
-        return cls(split, start, end)
+        return cls(split, start, end, shuffle_seed)
 
     def apply(self, sequences: list[LogSequence]) -> list[LogSequence]:
         if self.split is not None:
@@ -42,6 +44,11 @@ class Selection:
                 found = sorted({str(s.split) for s in sequences})
                 raise InputError(f"no sequence has split {self.split!r} (splits present: {', '.join(found)})")
             sequences = chosen
+        if self.shuffle_seed is not None:
+            import random
+
+            sequences = list(sequences)
+            random.Random(self.shuffle_seed).shuffle(sequences)
         n = len(sequences)
         return sequences[int(round(n * self.start)) : int(round(n * self.end))]
 

@@ -22,7 +22,7 @@ class MoESequenceConfig:
     top_p: float = 0.8
     max_positions: int = 256
     dropout: float = 0.1
-    count_view: bool = True
+    count_view: bool = False
     categories: list[str] = field(default_factory=lambda: ["normal", "anomaly"])
 
     @property

@@ -1,0 +1,76 @@
+"""The detector on a tiny model trained once on the bundled seed sample."""
+import json
+
+import pytest
+
+from logllm_plugin.artifacts import ModelDirError
+from logllm_plugin.detector import Detector
+from logllm_plugin.readers import read_sequences
+from tests.conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def detector(seed_model_dir):
+    return Detector.load(seed_model_dir, device="cpu")
+
+
+def test_trained_model_separates_the_held_out_seed_sample(detector):
+    test = list(read_sequences(DATA / "seed_test.jsonl"))
+    verdicts = detector.detect(test)
+    correct = sum((v.label == "anomalous") == (s.label == 1) for v, s in zip(verdicts, test))
+    assert correct / len(test) > 0.9
+    assert all(0.0 <= v.score <= 1.0 for v in verdicts)
+
+
+def test_anomalous_verdict_points_at_the_error_lines(detector):
+    normal = [s for s in read_sequences(DATA / "seed_test.jsonl") if s.label == 0][0]
+    broken = list(normal.lines)
+    broken.insert(3, "[2025-07-13 10:09:10.913] [api_file] [FATAL] User user_8162 no space left on device")
+    verdict = detector.detect([broken])[0]
+    assert verdict.label == "anomalous"
+    assert 3 in verdict.evidence
+    assert detector.detect([normal.lines])[0].evidence == []
+
+
+def test_long_sequences_are_scored_in_windows_taking_the_highest(detector):
+    normal = [s for s in read_sequences(DATA / "seed_test.jsonl") if s.label == 0]
+    long_lines = [line for s in normal[:10] for line in s.lines]  # far beyond max_positions=32
+    assert len(long_lines) > 100
+    fault = "[2025-07-13 10:09:10.913] [api_file] [FATAL] User user_1 no space left on device"
+    with_fault = long_lines[:90] + [fault] + long_lines[90:]
+    calm, faulty = detector.detect([long_lines, with_fault])
+    assert faulty.score > calm.score
+    # The fault sits in the windows [64, 96) and [80, 112) of the 32-line head: the verdict is theirs.
+    by_window = detector.detect([with_fault[64:96], with_fault[80:112]])
+    assert faulty.score == pytest.approx(max(v.score for v in by_window), abs=1e-5)
+    if faulty.label == "anomalous":
+        assert 90 in faulty.evidence
+
+
+def test_novel_templates_are_counted_per_sequence(detector):
+    lines = ["[2025-07-13 10:00:00.000] [api_user] [INFO] Health check passed",
+             "quantum flux capacitor 7 overheated", "quantum flux capacitor 9 overheated",
+             "the moon is made of cheese"]
+    assert detector.detect([lines])[0].novel_templates == 2
+
+
+def test_model_directory_from_another_version_is_refused_clearly(seed_model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(seed_model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["format_version"] = 99
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match="format"):
+        Detector.load(copy)
+
+
+def test_directory_that_is_not_a_model_is_refused_clearly(tmp_path):
+    with pytest.raises(ModelDirError, match="missing"):
+        Detector.load(tmp_path)
+
+
+def test_an_empty_sequence_is_rejected(detector):
+    with pytest.raises(ValueError, match="at least one line"):
+        detector.detect([[]])
