@@ -108,7 +108,11 @@ class MoESequenceClassifier(nn.Module):
     def __init__(self, config: MoESequenceConfig):
         super().__init__()
         self.config = config
-        self.projection = nn.Sequential(nn.Linear(config.input_size, config.hidden_size), nn.LayerNorm(config.hidden_size))
+        self.projection = nn.Linear(config.input_size, config.hidden_size)
+        # Each line also sees its predecessor: a swapped or skipped step shows up as a transition
+        # never seen in training, which absolute positions alone learn slowly (DeepLog's insight).
+        self.transition = nn.Linear(config.input_size, config.hidden_size, bias=False)
+        self.input_norm = nn.LayerNorm(config.hidden_size)
         self.positions = nn.Embedding(config.max_positions, config.hidden_size)
         self.layers = nn.ModuleList(MoEEncoderLayer(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size)
@@ -132,7 +136,8 @@ class MoESequenceClassifier(nn.Module):
         if length > self.config.max_positions:
             raise ValueError(f"sequence of {length} lines exceeds max_positions={self.config.max_positions}; window it")
         positions = torch.arange(length, device=embeddings.device)
-        x = self.projection(embeddings) + self.positions(positions)[None]  # [B, L, H]
+        previous = F.pad(embeddings, (0, 0, 1, 0))[:, :-1]  # [B, L, D] line i-1 (zeros before the first)
+        x = self.input_norm(self.projection(embeddings) + self.transition(previous)) + self.positions(positions)[None]
         aux_total = x.new_zeros(())
         for layer in self.layers:
             x, aux = layer(x, token_mask, dense)
