@@ -107,6 +107,9 @@ class TrainingConfig:
     valid_fraction: float = 0.2  # held out (chronologically last) when no --valid is given
     seed: int = 42
     inject_rate: float = 0.5  # --normal-only: injected anomalies per normal sequence
+    # Gaussian noise added to the (unit-norm) line embeddings while training, so the head leans on
+    # what a template means rather than on its exact vector, and generalises to unseen templates.
+    embedding_noise: float = 0.0
 
     def problems(self) -> list[str]:
         out = []
@@ -120,6 +123,8 @@ class TrainingConfig:
             out.append("training.valid_fraction must be in (0, 1)")
         if self.inject_rate <= 0:
             out.append("training.inject_rate must be > 0")
+        if self.embedding_noise < 0:
+            out.append("training.embedding_noise must be >= 0")
         return out
 
 

@@ -193,6 +193,8 @@ def train_small(
                 ids[rng.random(len(ids)) < TEMPLATE_DROPOUT] = 0
                 items.append((ids, ex.rows))
             emb, mask, ids_t = pad_batch(items, train_table)
+            if tc.embedding_noise > 0:
+                emb = emb + tc.embedding_noise * torch.randn_like(emb) * mask.unsqueeze(-1)
             y = torch.tensor([ex.label for ex in chunk], dtype=torch.float32)
             w = torch.tensor([ex.weight for ex in chunk], dtype=torch.float32)
             cats = torch.tensor([ex.category for ex in chunk])
