@@ -36,7 +36,9 @@ MASKS: tuple[tuple[str, str], ...] = (
     (r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])", "*"),  # IPv6
     (r"[\w.+-]+@[\w-]+\.[\w.-]+", "*"),  # e-mail
     (r"(?<![\w])0x[0-9a-fA-F]+\b", "*"),  # hex literal
-    (r"(?<![\w/])(?:/[\w.\-]+){2,}/?", "*"),  # absolute path
+    # absolute paths (empty segments too: "/home/x//run.rts"), relative ones with 2+ slashes
+    (r"(?<![\w/])/+[\w.\-]+(?:/+[\w.\-]*)+", "*"),
+    (r"(?<![\w/])[\w.\-]+(?:/+[\w.\-]*){2,}", "*"),
     (r"\b[0-9a-fA-F]{12,}\b", "*"),  # long hex ids (hashes, request ids)
     (r"[^\s\[\](){}<>,;:=\"']*\d[^\s\[\](){}<>,;:=\"']*", "*"),  # any token holding a digit
 )

@@ -33,21 +33,24 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
     }
 
 
-def best_f1_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """Threshold with the best F1 on these scores: midway between two neighbouring scores."""
+def best_f1_threshold(labels: Sequence[int], scores: Sequence[float], tolerance: float = 0.01) -> float:
+    """A threshold with (near-)best F1 on these scores, robust to where the next data falls.
+
+    Validation sets are small, and the single best cut often hugs one sequence's score. We take
+    every cut whose F1 is within `tolerance` of the best and return the median of them in logit
+    space: the middle of the plateau rather than its edge.
+    """
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)
     if y.sum() == 0 or y.sum() == len(y):
         return 0.5
     candidates = np.unique(s)
     cuts = np.concatenate([[candidates[0]], (candidates[1:] + candidates[:-1]) / 2])
-    best, best_f1 = 0.5, -1.0
-    for cut in cuts:
-        f1 = binary_metrics(y, s, cut)["f1"]
-        # ties → the higher threshold (fewer false alarms)
-        if f1 >= best_f1:
-            best, best_f1 = float(cut), f1
-    return best
+    f1s = np.array([binary_metrics(y, s, cut)["f1"] for cut in cuts])
+    good = cuts[f1s >= f1s.max() - tolerance]
+    clipped = np.clip(good, 1e-12, 1 - 1e-12)
+    median_logit = float(np.median(np.log(clipped / (1 - clipped))))
+    return float(1.0 / (1.0 + np.exp(-median_logit)))
 
 
 def write_report(directory: str | Path, labels: Sequence[int], scores: Sequence[float], threshold: float,
