@@ -110,6 +110,9 @@ class TrainingConfig:
     # Gaussian noise added to the (unit-norm) line embeddings while training, so the head leans on
     # what a template means rather than on its exact vector, and generalises to unseen templates.
     embedding_noise: float = 0.0
+    # A 100,000-line container would add ~800 windows of one label to every epoch; training sees
+    # at most this many, evenly spaced (scoring always covers every window).
+    max_windows_per_sequence: int = 16
 
     def problems(self) -> list[str]:
         out = []
@@ -123,6 +126,8 @@ class TrainingConfig:
             out.append("training.valid_fraction must be in (0, 1)")
         if self.inject_rate <= 0:
             out.append("training.inject_rate must be > 0")
+        if self.max_windows_per_sequence < 1:
+            out.append("training.max_windows_per_sequence must be >= 1")
         if self.embedding_noise < 0:
             out.append("training.embedding_noise must be >= 0")
         return out

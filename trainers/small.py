@@ -90,7 +90,7 @@ class _Example:
 
 
 def build_examples(batch: FeaturizedBatch, sequences: Sequence[LogSequence], categories: list[str],
-                   max_positions: int) -> list[_Example]:
+                   max_positions: int, max_windows: int = 16) -> list[_Example]:
     """Training windows, identical ones merged into one weighted example.
 
     Session logs repeat: HDFS's 6,352 training blocks hold a few hundred distinct sequences, so
@@ -99,7 +99,10 @@ def build_examples(batch: FeaturizedBatch, sequences: Sequence[LogSequence], cat
     merged: dict[tuple, _Example] = {}
     for feats, seq in zip(batch.sequences, sequences):
         cat = categories.index(seq.category) if seq.label == 1 and seq.category in categories else -1
-        for s, e in windows(len(feats), max_positions):
+        spans = windows(len(feats), max_positions)
+        if len(spans) > max_windows:
+            spans = [spans[i] for i in np.linspace(0, len(spans) - 1, max_windows).round().astype(int)]
+        for s, e in spans:
             key = (feats.rows[s:e].tobytes(), int(seq.label), cat)
             if key in merged:
                 merged[key].weight += 1.0
@@ -168,7 +171,7 @@ def train_small(
         dropout=mc.dropout, count_view=mc.count_view, categories=categories,
     )
     model = MoESequenceClassifier(moe_config)
-    examples = build_examples(train_batch, train, categories, mc.max_positions)
+    examples = build_examples(train_batch, train, categories, mc.max_positions, tc.max_windows_per_sequence)
     pos = sum(x.weight for x in examples if x.label == 1)
     neg = sum(x.weight for x in examples if x.label == 0)
     pos_weight = torch.tensor(math.sqrt(neg / max(pos, 1.0)))

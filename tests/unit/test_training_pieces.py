@@ -1,0 +1,58 @@
+import numpy as np
+
+from logllm_plugin.featurize import FeaturizedBatch, FeaturizedSequence
+from logllm_plugin.records import LogSequence
+from trainers.evaluation import best_f1_threshold, binary_metrics
+from trainers.injection import KINDS, inject_anomalies
+from trainers.small import build_examples, length_bucketed_batches
+
+
+def _feats(rows):
+    rows = np.asarray(rows, dtype=np.int64)
+    return FeaturizedSequence(template_ids=rows + 1, rows=rows)
+
+
+def test_identical_windows_merge_into_one_weighted_example():
+    batch = FeaturizedBatch([_feats([0, 1, 2]), _feats([0, 1, 2]), _feats([0, 1, 2]), _feats([2, 1, 0])],
+                            np.zeros((3, 4), np.float32), ["a", "b", "c"])
+    seqs = [LogSequence(id=str(i), lines=["x"] * 3, label=0) for i in range(4)]
+    examples = build_examples(batch, seqs, ["normal", "anomaly"], max_positions=8)
+    assert sorted(e.weight for e in examples) == [1.0, 3.0]
+
+
+def test_a_very_long_sequence_gives_at_most_the_window_cap_but_reaches_its_end():
+    batch = FeaturizedBatch([_feats(list(range(1000)))], np.zeros((1000, 4), np.float32), ["t"] * 1000)
+    examples = build_examples(batch, [LogSequence(id="long", lines=["x"] * 1000, label=1)], ["normal", "anomaly"],
+                              max_positions=10, max_windows=5)
+    assert len(examples) == 5
+    assert examples[-1].rows[-1] == 999 and examples[0].rows[0] == 0
+
+
+def test_batches_cover_every_example_once_and_group_similar_lengths():
+    rng = np.random.default_rng(0)
+    examples = build_examples(
+        FeaturizedBatch([_feats(list(range(n))) for n in range(1, 65)], np.zeros((64, 4), np.float32), ["t"] * 64),
+        [LogSequence(id=str(n), lines=["x"] * n, label=n % 2) for n in range(1, 65)], ["normal", "anomaly"], 128)
+    batches = length_bucketed_batches(examples, 8, rng)
+    assert sorted(i for b in batches for i in b) == list(range(64))
+    spread = max(max(len(examples[i].rows) for i in b) - min(len(examples[i].rows) for i in b) for b in batches)
+    assert spread <= 8
+
+
+def test_injected_anomalies_are_labeled_changed_and_deterministic():
+    normal = [LogSequence(id=f"n{i}", lines=[f"step {k} of job" for k in "abcdef"], label=None) for i in range(40)]
+    first = inject_anomalies(normal, rate=0.5, seed=3)
+    again = inject_anomalies(normal, rate=0.5, seed=3)
+    broken = [s for s in first if s.label == 1]
+    assert len(broken) == 20 and all(s.label == 0 for s in first[:40])
+    assert {s.category for s in broken} == set(KINDS)
+    assert all(s.lines != normal[0].lines for s in broken)
+    assert [s.lines for s in first] == [s.lines for s in again]
+
+
+def test_threshold_separates_cleanly_separable_scores():
+    labels = [0, 0, 0, 0, 1, 1, 1]
+    scores = [0.01, 0.02, 0.1, 0.2, 0.7, 0.8, 0.95]
+    threshold = best_f1_threshold(labels, scores)
+    assert 0.2 < threshold < 0.7
+    assert binary_metrics(labels, scores, threshold)["f1"] == 1.0
