@@ -31,7 +31,7 @@ MAX_EVIDENCE = 3
 class DetectorSettings:
     threshold: float = 0.5
     model_version: str = ""
-    batch_size: int = 64
+    batch_size: int = 256
 
 
 def forward_windows(model, items, table_t, batch_size: int, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -134,17 +134,34 @@ class Detector:
                 best[index] = (float(logit), cat, s, e)
         return [best[i] for i in range(len(batch.sequences))]
 
-    def _evidence(self, batch: FeaturizedBatch, index: int, start: int, end: int, logit: float) -> list[int]:
+    def _evidence_all(self, batch: FeaturizedBatch, deciding: dict[int, tuple[float, int, int]]) -> dict[int, list[int]]:
+        """Occlusion evidence for every anomalous sequence, in one batched pass.
+
+        `deciding` maps sequence index → (logit, start, end) of the window that decided it.
+        """
         import torch
 
-        seq = batch.sequences[index]
-        ids, rows = seq.template_ids[start:end], seq.rows[start:end]
-        if len(ids) == 1:
+        variants, owners = [], []
+        for index, (_, start, end) in deciding.items():
+            seq = batch.sequences[index]
+            ids, rows = seq.template_ids[start:end], seq.rows[start:end]
+            if len(ids) > 1:
+                for k in ~np.eye(len(ids), dtype=bool):  # the window with line k left out
+                    variants.append((ids[k], rows[k]))
+                    owners.append(index)
+        occluded, _ = self._forward(variants, torch.from_numpy(batch.table)) if variants else (np.zeros(0), None)
+        by_owner: dict[int, list[float]] = {}
+        for owner, value in zip(owners, occluded):
+            by_owner.setdefault(owner, []).append(float(value))
+        return {index: self._pick_evidence(batch, index, *deciding[index], by_owner.get(index))
+                for index in deciding}
+
+    @staticmethod
+    def _pick_evidence(batch, index: int, logit: float, start: int, end: int, occluded) -> list[int]:
+        if occluded is None:  # a one-line window: that line is the evidence
             return [start]
-        keep = ~np.eye(len(ids), dtype=bool)
-        variants = [(ids[k], rows[k]) for k in keep]
-        occluded, _ = self._forward(variants, torch.from_numpy(batch.table))
-        drops = logit - occluded  # in logits: probabilities saturate near 1 and hide the drop
+        ids = batch.sequences[index].template_ids[start:end]
+        drops = logit - np.asarray(occluded)  # in logits: probabilities saturate near 1 and hide the drop
         order = np.argsort(-drops, kind="stable")
         top = drops[order[0]]
         chosen = [int(i) for i in order[:MAX_EVIDENCE] if drops[i] > 0 and drops[i] >= 0.5 * top]
@@ -159,22 +176,23 @@ class Detector:
             raise ValueError("every sequence needs at least one line")
         batch = featurize(self.store, self.encoder, lines)
         novel = novel_template_counts(batch)
-        verdicts = []
-        for n, (logit, cat_logits, start, end) in enumerate(self.score_batch(batch)):
-            score = float(sigmoid(np.array(logit)))
-            anomalous = score >= self.settings.threshold
-            verdicts.append(
-                Verdict(
-                    id=ids[n],
-                    label="anomalous" if anomalous else "normal",
-                    score=score,
-                    category=self._category(cat_logits, anomalous),
-                    evidence=self._evidence(batch, n, start, end, logit) if anomalous else [],
-                    novel_templates=novel[n],
-                    model_version=self.settings.model_version,
-                )
+        scored = self.score_batch(batch)
+        scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
+        anomalous = {n: (logit, start, end) for n, (logit, _, start, end) in enumerate(scored)
+                     if scores[n] >= self.settings.threshold}
+        evidence = self._evidence_all(batch, anomalous)
+        return [
+            Verdict(
+                id=ids[n],
+                label="anomalous" if n in anomalous else "normal",
+                score=scores[n],
+                category=self._category(cat_logits, n in anomalous),
+                evidence=evidence.get(n, []),
+                novel_templates=novel[n],
+                model_version=self.settings.model_version,
             )
-        return verdicts
+            for n, (_, cat_logits, _, _) in enumerate(scored)
+        ]
 
     def _category(self, cat_logits: np.ndarray, anomalous: bool) -> str:
         if not anomalous:
