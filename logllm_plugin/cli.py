@@ -199,7 +199,6 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
 def detector_baseline_scores(detector, sequences):
     """The saved baseline's scores on these sequences, or None for models saved without one."""
     from logllm_plugin.artifacts import read_json
-    from logllm_plugin.featurize import featurize
     from trainers.baseline import TemplateCountBaseline
 
     path = getattr(detector, "model_dir", None)

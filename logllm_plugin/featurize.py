@@ -26,8 +26,7 @@ class FeaturizedSequence:
 @dataclass
 class FeaturizedBatch:
     sequences: list[FeaturizedSequence]
-    table: np.ndarray  # [T, D] float32 embeddings, one row per distinct template text
-    texts: list[str]  # row → template text
+    table: np.ndarray  # [T, D] float32 embeddings, one row per distinct masked line
 
 
 def featurize(store: TemplateStore, encoder: LineEncoder, sequences: Sequence[Sequence[str]]) -> FeaturizedBatch:
@@ -47,7 +46,7 @@ def featurize(store: TemplateStore, encoder: LineEncoder, sequences: Sequence[Se
             rows[i] = row
         out.append(FeaturizedSequence(ids, rows))
     table = encoder.encode(texts) if texts else np.zeros((0, encoder.embedding_dim()), np.float32)
-    return FeaturizedBatch(out, table, texts)
+    return FeaturizedBatch(out, table)
 
 
 def novel_template_counts(batch: FeaturizedBatch) -> list[int]:

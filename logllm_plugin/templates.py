@@ -107,12 +107,6 @@ class TemplateStore:
             self._match_cache[masked] = result
         return result
 
-    def template_text(self, template_id: int) -> str:
-        return self.drain.id_to_cluster[template_id].get_template()
-
-    def templates(self) -> dict[int, str]:
-        return {c.cluster_id: c.get_template() for c in self.drain.clusters}
-
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         state = {
@@ -143,8 +137,3 @@ class TemplateStore:
             store.drain.add_seq_to_prefix_tree(store.drain.root_node, cluster)
         store.drain.clusters_counter = state["clusters_counter"]
         return store
-
-
-def split_param_tokens(text: str) -> str:
-    """Make `<*>` separate tokens so template text from datasets (`size:<*>`) reads like ours."""
-    return re.sub(r"\s*<\*>\s*", " <*> ", text).strip()

@@ -8,8 +8,6 @@ least what a count-based classifier does on session data while keeping the order
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -14,14 +14,14 @@ def _feats(rows):
 
 def test_identical_windows_merge_into_one_weighted_example():
     batch = FeaturizedBatch([_feats([0, 1, 2]), _feats([0, 1, 2]), _feats([0, 1, 2]), _feats([2, 1, 0])],
-                            np.zeros((3, 4), np.float32), ["a", "b", "c"])
+                            np.zeros((3, 4), np.float32))
     seqs = [LogSequence(id=str(i), lines=["x"] * 3, label=0) for i in range(4)]
     examples = build_examples(batch, seqs, ["normal", "anomaly"], max_positions=8)
     assert sorted(e.weight for e in examples) == [1.0, 3.0]
 
 
 def test_a_very_long_sequence_gives_at_most_the_window_cap_but_reaches_its_end():
-    batch = FeaturizedBatch([_feats(list(range(1000)))], np.zeros((1000, 4), np.float32), ["t"] * 1000)
+    batch = FeaturizedBatch([_feats(list(range(1000)))], np.zeros((1000, 4), np.float32))
     examples = build_examples(batch, [LogSequence(id="long", lines=["x"] * 1000, label=1)], ["normal", "anomaly"],
                               max_positions=10, max_windows=5)
     assert len(examples) == 5
@@ -31,7 +31,7 @@ def test_a_very_long_sequence_gives_at_most_the_window_cap_but_reaches_its_end()
 def test_batches_cover_every_example_once_and_group_similar_lengths():
     rng = np.random.default_rng(0)
     examples = build_examples(
-        FeaturizedBatch([_feats(list(range(n))) for n in range(1, 65)], np.zeros((64, 4), np.float32), ["t"] * 64),
+        FeaturizedBatch([_feats(list(range(n))) for n in range(1, 65)], np.zeros((64, 4), np.float32)),
         [LogSequence(id=str(n), lines=["x"] * n, label=n % 2) for n in range(1, 65)], ["normal", "anomaly"], 128)
     batches = length_bucketed_batches(examples, 8, rng)
     assert sorted(i for b in batches for i in b) == list(range(64))
