@@ -55,6 +55,24 @@ def forward_windows(model, items, table_t, batch_size: int, device=None) -> tupl
     return logits, cats
 
 
+def best_windows(model, batch: FeaturizedBatch, batch_size: int, device=None):
+    """Per sequence: (max window logit, category logits of that window, its start, end).
+
+    The one rule for sequences longer than the head: every window is scored and the highest
+    decides. Training's checkpoint selection uses it too, so it measures what detection does.
+    """
+    import torch
+
+    places = [(i, s, e) for i, f in enumerate(batch.sequences) for s, e in windows(len(f), model.config.max_positions)]
+    items = [(batch.sequences[i].template_ids[s:e], batch.sequences[i].rows[s:e]) for i, s, e in places]
+    logits, cats = forward_windows(model, items, torch.from_numpy(batch.table), batch_size, device)
+    best: dict[int, tuple[float, np.ndarray, int, int]] = {}
+    for (index, s, e), logit, cat in zip(places, logits, cats):
+        if index not in best or logit > best[index][0]:
+            best[index] = (float(logit), cat, s, e)
+    return [best[i] for i in range(len(batch.sequences))]
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -111,28 +129,12 @@ class Detector:
         return np.array([self.store.lookup(line).template_id for line in lines], dtype=np.int64)
 
     # -- scoring -------------------------------------------------------------------------------
-    def _window_items(self, batch: FeaturizedBatch):
-        """Every window of every sequence, as (sequence index, start, end)."""
-        for index, seq in enumerate(batch.sequences):
-            for start, end in windows(len(seq), self.max_positions):
-                yield index, start, end
-
     def _forward(self, items, table_t):
         return forward_windows(self.model, items, table_t, self.settings.batch_size, self.device)
 
     def score_batch(self, batch: FeaturizedBatch):
         """Per sequence: (max window logit, category logits of that window, its start, end)."""
-        import torch
-
-        table_t = torch.from_numpy(batch.table)
-        places = list(self._window_items(batch))
-        items = [(batch.sequences[i].template_ids[s:e], batch.sequences[i].rows[s:e]) for i, s, e in places]
-        logits, cats = self._forward(items, table_t)
-        best: dict[int, tuple[float, np.ndarray, int, int]] = {}
-        for (index, s, e), logit, cat in zip(places, logits, cats):
-            if index not in best or logit > best[index][0]:
-                best[index] = (float(logit), cat, s, e)
-        return [best[i] for i in range(len(batch.sequences))]
+        return best_windows(self.model, batch, self.settings.batch_size, self.device)
 
     def _evidence_all(self, batch: FeaturizedBatch, deciding: dict[int, tuple[float, int, int]]) -> dict[int, list[int]]:
         """Occlusion evidence for every anomalous sequence, in one batched pass.

@@ -19,7 +19,7 @@ import numpy as np
 from logllm_plugin import __version__
 from logllm_plugin.artifacts import DETECTOR_FILE, weights_digest, write_json
 from logllm_plugin.config import PluginConfig, config_to_dict
-from logllm_plugin.detector import forward_windows, sigmoid
+from logllm_plugin.detector import best_windows, sigmoid
 from logllm_plugin.encoder import LineEncoder
 from logllm_plugin.featurize import FeaturizedBatch, featurize, pad_batch, windows
 from logllm_plugin.records import LogSequence
@@ -125,16 +125,9 @@ def _categories(train: Sequence[LogSequence]) -> list[str]:
     return ["normal"] + (found or ["anomaly"])
 
 
-def _score(model, batch: FeaturizedBatch, max_positions: int, table_t, batch_size: int = 128) -> np.ndarray:
-    """Max-over-windows probability per sequence (the detector's rule)."""
-    places = [(i, s, e) for i, f in enumerate(batch.sequences) for s, e in windows(len(f), max_positions)]
-    items = [(batch.sequences[i].template_ids[s:e], batch.sequences[i].rows[s:e]) for i, s, e in places]
-    logits, _ = forward_windows(model, items, table_t, batch_size)
-    probs = sigmoid(logits)
-    out = np.zeros(len(batch.sequences))
-    for (i, _, _), p in zip(places, probs):
-        out[i] = max(out[i], p)
-    return out
+def _score(model, batch: FeaturizedBatch, batch_size: int = 128) -> np.ndarray:
+    """Max-over-windows probability per sequence (the detector's rule, shared with it)."""
+    return sigmoid(np.array([logit for logit, _, _, _ in best_windows(model, batch, batch_size)]))
 
 
 def train_small(
@@ -178,7 +171,6 @@ def train_small(
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay)
     dense_epochs = min(int(round(tc.epochs * tc.dense_epochs_fraction)), tc.epochs - 1)  # ≥1 gated epoch
     train_table = torch.from_numpy(train_batch.table)
-    valid_table = torch.from_numpy(valid_batch.table) if valid_batch else None
     valid_labels = [s.label for s in valid]
     rng = np.random.default_rng(tc.seed)
     logger.info("training on %d distinct windows (%d sequences)", len(examples), len(train))
@@ -219,11 +211,11 @@ def train_small(
             total_weight += float(w.sum())
         record = {"epoch": epoch + 1, "phase": "dense" if dense else "gated", "loss": round(total / total_weight, 5)}
         if not dense:
-            scored_batch, scored_table, scored_labels = (
-                (valid_batch, valid_table, valid_labels) if valid_batch and 0 < sum(valid_labels) < len(valid_labels)
-                else (train_batch, train_table, [s.label for s in train])
+            scored_batch, scored_labels = (
+                (valid_batch, valid_labels) if valid_batch and 0 < sum(valid_labels) < len(valid_labels)
+                else (train_batch, [s.label for s in train])
             )
-            scores = _score(model, scored_batch, mc.max_positions, scored_table)
+            scores = _score(model, scored_batch)
             m = binary_metrics(scored_labels, scores, best_f1_threshold(scored_labels, scores))
             record.update(valid_pr_auc=m["pr_auc"], valid_f1=m["f1"])
             key = (m["pr_auc"] or 0.0, m["f1"], -record["loss"])
@@ -236,11 +228,11 @@ def train_small(
     model.load_state_dict(best_state)
     threshold_labels, threshold_scores, threshold_source = valid_labels, None, "validation"
     if valid_batch and 0 < sum(valid_labels) < len(valid_labels):
-        threshold_scores = _score(model, valid_batch, mc.max_positions, valid_table)
+        threshold_scores = _score(model, valid_batch)
     else:
         threshold_source = "training (validation had one class only)"
         threshold_labels = [s.label for s in train]
-        threshold_scores = _score(model, train_batch, mc.max_positions, train_table)
+        threshold_scores = _score(model, train_batch)
     threshold = best_f1_threshold(threshold_labels, threshold_scores)
 
     baseline = TemplateCountBaseline(store.vocab_size).fit([f.template_ids for f in train_batch.sequences],
