@@ -225,19 +225,26 @@ def _print_metrics(m: dict) -> None:
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), help="Write JSONL verdicts here.")
 @click.option("--show", type=click.Choice(["auto", "table", "jsonl"]), default="auto",
               help="stdout: a table on a terminal, JSONL otherwise (auto).")
+@click.option("--server", "servers", multiple=True,
+              help="Score on a running server HOST:PORT instead of locally (repeat to balance round-robin).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: file holding the bearer token.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA that signed the server's certificate.")
+@click.option("--timeout-s", type=float, default=30.0, show_default=True, help="With --server: deadline per request.")
 @input_options
-def detect_cmd(model_dir, input_path, output_path, show, fmt, line_regex, key_regex, max_lines):
+def detect_cmd(model_dir, input_path, output_path, show, servers, token_file, tls_ca, timeout_s,
+               fmt, line_regex, key_regex, max_lines):
     """Score sequences; one JSON object per sequence (id, label, score, category, evidence, novel_templates)."""
     def work():
-        from logllm_plugin.detector import load_detector
         from logllm_plugin.sequencer import SequencerConfig
 
-        detector = load_detector(model_dir)
+        if servers and model_dir:
+            raise click.UsageError("--model and --server exclude each other: the server has its model")
+        score = _remote_scorer(servers, token_file, tls_ca, timeout_s) if servers else _local_scorer(model_dir)
         sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
         sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer)
         verdicts = []
         for start in range(0, len(sequences), 512):  # bounded memory on long inputs
-            verdicts.extend(detector.detect(sequences[start : start + 512]))
+            verdicts.extend(score(sequences[start : start + 512]))
         if output_path:
             with open(output_path, "w", encoding="utf-8") as fh:
                 for v in verdicts:
@@ -252,6 +259,36 @@ def detect_cmd(model_dir, input_path, output_path, show, fmt, line_regex, key_re
     _run(work)
 
 
+def _local_scorer(model_dir):
+    from logllm_plugin.detector import load_detector
+
+    return load_detector(model_dir).detect
+
+
+def _remote_scorer(servers, token_file, tls_ca, timeout_s):
+    import grpc
+
+    from logllm_plugin.client import InferenceClient
+
+    token = None
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise click.ClickException(f"--token-file {token_file}: {exc.strerror or exc}") from None
+    client = InferenceClient(list(servers), token=token, tls_ca=tls_ca, timeout_s=timeout_s)
+
+    def score(sequences):
+        try:
+            return client.detect(sequences)
+        except grpc.RpcError as exc:
+            raise click.ClickException(f"server {', '.join(servers)}: {exc.code().name}: {exc.details()}") from None
+        except TimeoutError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return score
+
+
 def _print_table(sequences, verdicts) -> None:
     anomalous = sum(v.label == "anomalous" for v in verdicts)
     click.echo(f"{'sequence':<40} {'lines':>5} {'label':<9} {'score':>6} {'novel':>5}  evidence")
@@ -263,5 +300,6 @@ def _print_table(sequences, verdicts) -> None:
     click.echo(f"{len(verdicts)} sequences, {anomalous} anomalous")
 
 
-if __name__ == "__main__":
-    main()
+# Registers serve and bench on `main`. Run the CLI as `logllm-plugin` or `python -m logllm_plugin`
+# (not `-m logllm_plugin.cli`, which would load this module twice).
+from logllm_plugin import cli_serving  # noqa: E402,F401

@@ -113,6 +113,10 @@ class TrainingConfig:
     # A 100,000-line container would add ~800 windows of one label to every epoch; training sees
     # at most this many, evenly spaced (scoring always covers every window).
     max_windows_per_sequence: int = 16
+    # 0: keep the gated epoch with the best validation PR-AUC. N > 0: average the weights of the
+    # last N epochs instead (stochastic weight averaging), which is steadier across seeds when the
+    # validation set is too small to pick one epoch reliably.
+    average_last_epochs: int = 0
 
     def problems(self) -> list[str]:
         out = []
@@ -128,8 +132,61 @@ class TrainingConfig:
             out.append("training.inject_rate must be > 0")
         if self.max_windows_per_sequence < 1:
             out.append("training.max_windows_per_sequence must be >= 1")
+        if self.average_last_epochs < 0:
+            out.append("training.average_last_epochs must be >= 0")
         if self.embedding_noise < 0:
             out.append("training.embedding_noise must be >= 0")
+        return out
+
+
+@dataclass
+class ServerConfig:
+    """`logllm-plugin serve`: where it listens, how it batches, what it accepts, who may call."""
+
+    host: str = "127.0.0.1"  # 0.0.0.0 to accept connections from other machines
+    port: int = 50051  # 0 picks a free port (logged at start)
+    http_port: Optional[int] = None  # HTTP/JSON endpoint (POST /v1/detect, /metrics); off when unset
+    # Dynamic batching: a batch closes at this many sequences or this long after its first request.
+    max_batch_sequences: int = 64
+    max_wait_ms: float = 5.0
+    max_queue_sequences: int = 4096  # beyond this, requests get RESOURCE_EXHAUSTED at once
+    max_sequences_per_request: int = 1024
+    max_lines_per_sequence: int = 10_000
+    max_line_bytes: int = 1 << 20
+    max_request_bytes: int = 64 << 20
+    workers: int = 32  # threads answering RPCs (they wait on the batcher, the model runs on one)
+    grace_s: float = 30.0  # on SIGTERM: how long in-flight requests may take to finish
+    default_deadline_s: float = 30.0  # for requests that carry no deadline of their own
+    # Bearer token: give it here (best via LOGLLM_SERVER__TOKEN) or in a file; unset = no auth.
+    token: Optional[str] = None
+    token_file: Optional[str] = None
+    tls_cert: Optional[str] = None  # PEM server certificate chain; with tls_key turns TLS on
+    tls_key: Optional[str] = None
+    tls_client_ca: Optional[str] = None  # PEM CA: clients must present a certificate it signed
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("port",) + (("http_port",) if self.http_port is not None else ()):
+            if not 0 <= getattr(self, name) <= 65535:
+                out.append(f"server.{name} must be in 0..65535")
+        for name in ("max_batch_sequences", "max_queue_sequences", "max_sequences_per_request",
+                     "max_lines_per_sequence", "max_line_bytes", "max_request_bytes", "workers"):
+            if getattr(self, name) < 1:
+                out.append(f"server.{name} must be >= 1")
+        if self.max_wait_ms < 0 or self.grace_s < 0 or self.default_deadline_s <= 0:
+            out.append("server.max_wait_ms and grace_s must be >= 0, default_deadline_s > 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            out.append("server.tls_cert and server.tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            out.append("server.tls_client_ca needs server.tls_cert and server.tls_key")
+        if self.token is not None and self.token_file is not None:
+            out.append("server.token and server.token_file are exclusive")
+        if self.device not in ("auto", "cpu", "cuda"):
+            out.append(f"server.device must be auto, cpu or cuda, not {self.device!r}")
+        if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
+            out.append(f"server.dtype must be auto, float32, float16 or bfloat16, not {self.dtype!r}")
         return out
 
 
@@ -140,6 +197,7 @@ class PluginConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
 
 def _coerce(value: Any, annotation: Any, where: str, problems: list[str]) -> Any:

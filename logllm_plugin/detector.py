@@ -42,6 +42,7 @@ def forward_windows(model, items, table_t, batch_size: int, device=None) -> tupl
     import torch
 
     order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+    dtype = next(model.parameters()).dtype  # fp16/bf16 when the server chose them
     logits = np.zeros(len(items), dtype=np.float64)
     cats = np.zeros((len(items), model.config.num_categories), dtype=np.float32)
     model.eval()
@@ -49,7 +50,7 @@ def forward_windows(model, items, table_t, batch_size: int, device=None) -> tupl
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             emb, mask, ids = pad_batch([items[i] for i in chunk], table_t, device)
-            out = model(emb, mask, ids)
+            out = model(emb.to(dtype), mask, ids)
             logits[chunk] = out.logits.float().cpu().numpy()
             cats[chunk] = out.category_logits.float().cpu().numpy()
     return logits, cats
@@ -127,6 +128,12 @@ class Detector:
     def store_ids(self, lines: Sequence[str]) -> np.ndarray:
         """Template ids of `lines` (0 = novel), as the baseline and the count view see them."""
         return np.array([self.store.lookup(line).template_id for line in lines], dtype=np.int64)
+
+    def set_dtype(self, name: str) -> None:
+        """Run the head in float32, float16 or bfloat16 (the server picks half precision on CUDA)."""
+        import torch
+
+        self.model.to({"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name])
 
     # -- scoring -------------------------------------------------------------------------------
     def _forward(self, items, table_t):

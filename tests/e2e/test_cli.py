@@ -117,7 +117,7 @@ def test_normal_only_training_learns_from_history_with_injected_anomalies(tmp_pa
 
 # ------------------------------------------------------------------------- bad input, no traceback
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "logllm_plugin.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "logllm_plugin", *args], capture_output=True, text=True,
                           timeout=300, cwd=REPO)
 
 

@@ -21,7 +21,7 @@ pytestmark = [
 
 
 def _cli(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "logllm_plugin.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "logllm_plugin", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout

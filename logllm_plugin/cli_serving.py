@@ -1,0 +1,93 @@
+"""`logllm-plugin serve` and `logllm-plugin bench ...` (registered on the main group in cli.py)."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Optional
+
+import click
+
+from logllm_plugin.cli import _config, _run, main
+
+
+def use_json_logs(level: int = logging.INFO) -> None:
+    from logllm_plugin.logfmt import JsonFormatter
+
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter())
+    logging.getLogger("logllm_plugin").setLevel(min(level, root.level or level))
+
+
+@main.command("serve")
+@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its `server:` section.")
+@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces).")
+@click.option("--port", type=int, help="gRPC port (default 50051; 0 picks a free one, logged at start).")
+@click.option("--http-port", type=int, help="Also serve HTTP/JSON (POST /v1/detect, /metrics) on this port.")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the bearer token callers must send.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM server certificate (chain).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option("--tls-client-ca", type=click.Path(dir_okay=False), help="Require client certificates signed by this CA.")
+@click.option("--max-batch", type=int, help="Dynamic batching: most sequences per model call (default 64).")
+@click.option("--max-wait-ms", type=float, help="Dynamic batching: longest wait to fill a batch (default 5).")
+@click.option("--max-queue", type=int, help="Sequences queued before RESOURCE_EXHAUSTED (default 4096).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs (default auto).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Head precision.")
+@click.option("--grace-s", type=float, help="On SIGTERM: time in-flight requests get to finish (default 30).")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
+def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cert, tls_key, tls_client_ca,
+              max_batch, max_wait_ms, max_queue, device, dtype, grace_s, log_format):
+    """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP."""
+    def work():
+        from logllm_plugin.detector import load_detector
+        from logllm_plugin.serving.server import InferenceServer
+
+        overrides = {"server": {
+            "host": host, "port": port, "http_port": http_port, "token_file": token_file, "tls_cert": tls_cert,
+            "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
+            "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
+            "grace_s": grace_s}}
+        config = _config(config_path, overrides).server
+        if log_format == "json":
+            use_json_logs()
+        else:
+            logging.getLogger("logllm_plugin").setLevel(logging.INFO)
+        server = InferenceServer(config, lambda: load_detector(model_dir, device=config.device)).start()
+        server.serve_until_signal()
+
+    _run(work)
+
+
+@main.group("bench")
+def bench() -> None:
+    """Benchmarks with JSON output and a baseline measured in the same run."""
+
+
+@bench.command("server")
+@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--data", "data_path", help="Sequences to send (default: the bundled sample).")
+@click.option("--requests", "requests_per_level", type=int, default=400, show_default=True,
+              help="Requests per concurrency level and batching mode.")
+@click.option("--concurrency", default="1,8,32", show_default=True, help="Comma-separated client counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
+def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], requests_per_level: int, concurrency: str,
+                     as_json: bool):
+    """Sequences/s and p50/p99 latency of a real server, dynamic batching on vs off, and peak RSS."""
+    def work():
+        from logllm_plugin.benchmarks.server import run_server_bench
+
+        levels = [int(x) for x in concurrency.split(",") if x.strip()]
+        result = run_server_bench(model_dir=model_dir, data_path=data_path, requests_per_level=requests_per_level,
+                                  concurrency_levels=levels, progress=lambda m: click.echo(m, err=True))
+        if not as_json:
+            for row in result["runs"]:
+                click.echo(f"batching {row['batching']:<3} concurrency {row['concurrency']:>3}: "
+                           f"{row['sequences_per_s']:8.1f} seq/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms")
+            for level, ratio in result["batching_speedup"].items():
+                click.echo(f"batching on/off throughput ratio at concurrency {level}: {ratio:.2f}")
+            click.echo(f"server peak RSS: {result['server_peak_rss_mib']} MiB")
+        click.echo(json.dumps(result) if as_json else "", file=sys.stdout)
+
+    _run(work)

@@ -1,0 +1,193 @@
+"""Python client for the inference server.
+
+    from logllm_plugin.client import InferenceClient
+    with InferenceClient("localhost:50051", token="...", tls_ca="ca.pem") as client:
+        verdicts = client.detect([["line 1", "line 2"], ["other sequence"]])
+        verdicts[0].label, verdicts[0].score, verdicts[0].category, verdicts[0].evidence
+
+Several targets are used round-robin; UNAVAILABLE (server down, draining) and RESOURCE_EXHAUSTED
+(queue full) are retried on the next target with jittered exponential backoff, always inside the
+call's deadline. Large inputs are sent in chunks of `chunk_sequences`. `AsyncInferenceClient` is
+the same over grpc.aio.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import grpc
+
+from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
+from logllm_plugin.records import LogSequence, Verdict
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+DETECT = "/logllm.v1.Inference/Detect"
+MODEL_INFO = "/logllm.v1.Inference/ModelInfo"
+
+SequenceLike = Union[Sequence[str], LogSequence]
+
+
+def _pem(value: Optional[Union[str, bytes, Path]]) -> Optional[bytes]:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+def _credentials(tls_ca, tls_cert, tls_key) -> Optional[grpc.ChannelCredentials]:
+    if tls_ca is None and tls_cert is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca), private_key=_pem(tls_key),
+                                        certificate_chain=_pem(tls_cert))
+
+
+def to_request(sequences: Sequence[SequenceLike]) -> pb.DetectRequest:
+    out = []
+    for n, s in enumerate(sequences):
+        if isinstance(s, LogSequence):
+            out.append(pb.Sequence(id=s.id, key=s.key or "", lines=s.lines))
+        elif isinstance(s, str):
+            raise TypeError("detect() takes a list of sequences (lists of lines), not a list of lines")
+        else:
+            out.append(pb.Sequence(id=str(n), lines=list(s)))
+    return pb.DetectRequest(sequences=out)
+
+
+def from_response(response: pb.DetectResponse) -> list[Verdict]:
+    return [Verdict(id=v.id, label=v.label, score=v.score, category=v.category, evidence=list(v.evidence),
+                    novel_templates=v.novel_templates, model_version=v.model_version) for v in response.verdicts]
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2^attempt)]."""
+    return random.uniform(0.0, min(max_s, base_s * (2 ** attempt)))
+
+
+class _Base:
+    def __init__(self, target: Union[str, Sequence[str]], *, token: Optional[str] = None, tls_ca=None,
+                 tls_cert=None, tls_key=None, timeout_s: float = 10.0, chunk_sequences: int = 256,
+                 backoff_base_s: float = 0.05, backoff_max_s: float = 1.0):
+        targets = [target] if isinstance(target, str) else list(target)
+        if not targets or not all(targets):
+            raise ValueError("give at least one target HOST:PORT")
+        if timeout_s <= 0 or chunk_sequences < 1:
+            raise ValueError("timeout_s must be > 0 and chunk_sequences >= 1")
+        self.targets = targets
+        self.timeout_s = timeout_s
+        self.chunk_sequences = chunk_sequences
+        self.backoff = (backoff_base_s, backoff_max_s)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._credentials = _credentials(tls_ca, tls_cert, tls_key)
+        self._next = itertools.cycle(range(len(targets)))
+
+    def _chunks(self, sequences: Sequence[SequenceLike]):
+        for start in range(0, len(sequences), self.chunk_sequences):
+            chunk = sequences[start : start + self.chunk_sequences]
+            request = to_request(chunk)
+            for n, s in enumerate(request.sequences):  # ids stay global across chunks
+                if not isinstance(chunk[n], LogSequence):
+                    s.id = str(start + n)
+            yield request
+
+
+class InferenceClient(_Base):
+    def __init__(self, target: Union[str, Sequence[str]], **kwargs):
+        super().__init__(target, **kwargs)
+        self._channels = [self._channel(t) for t in self.targets]
+        self._detect = [ch.unary_unary(DETECT, request_serializer=pb.DetectRequest.SerializeToString,
+                                       response_deserializer=pb.DetectResponse.FromString) for ch in self._channels]
+        self._info = [ch.unary_unary(MODEL_INFO, request_serializer=pb.ModelInfoRequest.SerializeToString,
+                                     response_deserializer=pb.ModelInfoResponse.FromString) for ch in self._channels]
+
+    def _channel(self, target: str) -> grpc.Channel:
+        if self._credentials is not None:
+            return grpc.secure_channel(target, self._credentials)
+        return grpc.insecure_channel(target)
+
+    def _call(self, stubs, request, timeout_s: Optional[float]):
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer from {', '.join(self.targets)} within the deadline")
+            try:
+                return stubs[next(self._next)](request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE:
+                    raise
+                pause = backoff_s(attempt, *self.backoff)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                attempt += 1
+
+    def detect(self, sequences: Sequence[SequenceLike], *, timeout_s: Optional[float] = None) -> list[Verdict]:
+        """One verdict per sequence, in order. Raises grpc.RpcError for non-retryable failures."""
+        verdicts: list[Verdict] = []
+        for request in self._chunks(sequences):
+            verdicts.extend(from_response(self._call(self._detect, request, timeout_s)))
+        return verdicts
+
+    def model_info(self, *, timeout_s: Optional[float] = None) -> dict:
+        from google.protobuf.json_format import MessageToDict
+
+        response = self._call(self._info, pb.ModelInfoRequest(), timeout_s)
+        return MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+    def close(self) -> None:
+        for ch in self._channels:
+            ch.close()
+
+    def __enter__(self) -> "InferenceClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncInferenceClient(_Base):
+    """`await client.detect(sequences)`; create and use it inside one running event loop."""
+
+    def __init__(self, target: Union[str, Sequence[str]], **kwargs):
+        super().__init__(target, **kwargs)
+        aio = grpc.aio
+        self._channels = [aio.secure_channel(t, self._credentials) if self._credentials else aio.insecure_channel(t)
+                          for t in self.targets]
+        self._detect = [ch.unary_unary(DETECT, request_serializer=pb.DetectRequest.SerializeToString,
+                                       response_deserializer=pb.DetectResponse.FromString) for ch in self._channels]
+
+    async def detect(self, sequences: Sequence[SequenceLike], *, timeout_s: Optional[float] = None) -> list[Verdict]:
+        import asyncio
+
+        verdicts: list[Verdict] = []
+        for request in self._chunks(sequences):
+            deadline = time.monotonic() + (timeout_s or self.timeout_s)
+            attempt = 0
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no answer from {', '.join(self.targets)} within the deadline")
+                try:
+                    response = await self._detect[next(self._next)](request, timeout=remaining, metadata=self._metadata)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    pause = backoff_s(attempt, *self.backoff)
+                    if exc.code() not in RETRYABLE or time.monotonic() + pause >= deadline:
+                        raise
+                    await asyncio.sleep(pause)
+                    attempt += 1
+            verdicts.extend(from_response(response))
+        return verdicts
+
+    async def close(self) -> None:
+        for ch in self._channels:
+            await ch.close()
+
+    async def __aenter__(self) -> "AsyncInferenceClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

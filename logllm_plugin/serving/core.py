@@ -1,0 +1,141 @@
+"""What both transports share: request limits, the loaded detector, the batcher, model info.
+
+gRPC and HTTP translate their wire format into `SequenceIn` lists and call `InferenceCore.detect`;
+every rule about what is accepted lives here once, so the two endpoints cannot drift apart.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from logllm_plugin import __version__
+from logllm_plugin.config import ServerConfig
+from logllm_plugin.records import Verdict
+from logllm_plugin.serving.batcher import DynamicBatcher
+from logllm_plugin.serving.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidRequest(ValueError):
+    """The request breaks a limit or is malformed; the message says which and where."""
+
+
+class NotReady(RuntimeError):
+    """The model is still loading (or failed to load)."""
+
+
+@dataclass
+class SequenceIn:
+    lines: list[str]
+    id: str = ""
+    key: str = ""
+
+
+@dataclass
+class VerdictOut:
+    verdict: Verdict
+    key: str = ""
+
+
+def validate(sequences: Sequence[SequenceIn], limits: ServerConfig) -> None:
+    """Raise InvalidRequest naming the first offending sequence/line; accept everything else."""
+    if not sequences:
+        raise InvalidRequest("the request holds no sequence")
+    if len(sequences) > limits.max_sequences_per_request:
+        raise InvalidRequest(f"{len(sequences)} sequences in one request; the limit is {limits.max_sequences_per_request}")
+    for n, seq in enumerate(sequences):
+        if not seq.lines:
+            raise InvalidRequest(f"sequence {n} ({seq.id or 'no id'}) has no line")
+        if len(seq.lines) > limits.max_lines_per_sequence:
+            raise InvalidRequest(f"sequence {n} has {len(seq.lines)} lines; the limit is {limits.max_lines_per_sequence}")
+        for k, line in enumerate(seq.lines):
+            if not isinstance(line, str):
+                raise InvalidRequest(f"sequence {n} line {k} is not a string")
+            if len(line) > limits.max_line_bytes or len(line.encode("utf-8", "surrogatepass")) > limits.max_line_bytes:
+                raise InvalidRequest(f"sequence {n} line {k} is longer than {limits.max_line_bytes} bytes")
+
+
+def resolve_dtype(requested: str, device_type: str) -> str:
+    if requested != "auto":
+        return requested
+    if device_type != "cuda":
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+class InferenceCore:
+    def __init__(self, config: ServerConfig, metrics: Optional[ServerMetrics] = None):
+        self.config = config
+        self.metrics = metrics or ServerMetrics()
+        self.detector = None
+        self.dtype = "float32"
+        self.batcher: Optional[DynamicBatcher] = None
+        self.load_error: Optional[str] = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def attach(self, detector, warmup_lines: Sequence[str] = ("logllm warm-up line 1", "logllm warm-up line 2")) -> None:
+        """Take a loaded detector, warm it up (first call pays lazy imports and allocation), start batching."""
+        self.dtype = resolve_dtype(self.config.dtype, detector.device.type)
+        detector.set_dtype(self.dtype)
+        detector.detect([list(warmup_lines)])
+        self.detector = detector
+        self.batcher = DynamicBatcher(
+            self._score,
+            max_batch_sequences=self.config.max_batch_sequences,
+            max_wait_s=self.config.max_wait_ms / 1000.0,
+            max_queue_sequences=self.config.max_queue_sequences,
+            observer=self.metrics,
+        )
+        logger.info("model %s ready on %s (%s)", detector.settings.model_version, detector.device, self.dtype)
+
+    def close(self, timeout_s: Optional[float] = None) -> None:
+        if self.batcher is not None:
+            self.batcher.close(timeout_s)
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _score(self, lines: list[Sequence[str]]) -> list[Verdict]:
+        return self.detector.detect(lines)
+
+    def submit(self, sequences: Sequence[SequenceIn], deadline: float):
+        """Validate and queue; returns a Future of verdicts. Raises InvalidRequest, NotReady, QueueFull."""
+        if self.batcher is None:
+            raise NotReady(self.load_error or "the model is still loading")
+        validate(sequences, self.config)
+        return self.batcher.submit([s.lines for s in sequences], deadline)
+
+    def finish(self, sequences: Sequence[SequenceIn], verdicts: Sequence[Verdict]) -> list[VerdictOut]:
+        out = []
+        for n, (seq, verdict) in enumerate(zip(sequences, verdicts)):
+            verdict.id = seq.id or str(n)
+            out.append(VerdictOut(verdict, seq.key))
+        return out
+
+    def deadline_from(self, remaining_s: Optional[float]) -> float:
+        return time.monotonic() + (remaining_s if remaining_s is not None else self.config.default_deadline_s)
+
+    def model_info(self) -> dict[str, Any]:
+        d = self.detector
+        c = self.config
+        return {
+            "model_version": d.settings.model_version if d else "",
+            "plugin_version": __version__,
+            "threshold": d.settings.threshold if d else 0.0,
+            "device": d.device.type if d else "",
+            "dtype": self.dtype,
+            "categories": list(d.categories) if d else [],
+            "templates": len(d.store) if d else 0,
+            "max_batch_sequences": c.max_batch_sequences,
+            "max_wait_ms": int(c.max_wait_ms),
+            "max_lines_per_sequence": c.max_lines_per_sequence,
+            "max_sequences_per_request": c.max_sequences_per_request,
+            "max_line_bytes": c.max_line_bytes,
+        }

@@ -1,0 +1,160 @@
+"""The `logllm.v1.Inference` service over gRPC, plus the token-auth interceptor.
+
+Handlers are registered with tolerant deserializers: a malformed or oversized message becomes
+INVALID_ARGUMENT with a message saying what was wrong, rather than gRPC's generic INTERNAL.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable, Optional
+
+import grpc
+
+from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
+from logllm_plugin.serving.auth import TokenCheck
+from logllm_plugin.serving.batcher import BatcherClosed, DeadlineExpired, QueueFull
+from logllm_plugin.serving.core import InferenceCore, InvalidRequest, NotReady, SequenceIn
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "logllm.v1.Inference"
+UNAUTHENTICATED_EXEMPT = ("/grpc.health.v1.Health/",)  # probes must work without the token
+STREAMING_PREFIXES = ("/grpc.reflection.",)
+
+
+class _Malformed:
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def tolerant_deserializer(message_cls, max_bytes: int) -> Callable[[bytes], object]:
+    def deserialize(data: bytes):
+        if len(data) > max_bytes:
+            return _Malformed(f"request is {len(data)} bytes; the limit is {max_bytes}")
+        try:
+            return message_cls.FromString(data)
+        except Exception as exc:  # DecodeError, or invalid UTF-8 in a string field
+            return _Malformed(f"not a valid {message_cls.DESCRIPTOR.full_name}: {exc}")
+
+    return deserialize
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        self.code, self.message = code, message
+
+
+def verdict_message(out) -> pb.Verdict:
+    v = out.verdict
+    return pb.Verdict(id=v.id, key=out.key, label=v.label, score=v.score, category=v.category,
+                      evidence=v.evidence, novel_templates=v.novel_templates, model_version=v.model_version)
+
+
+class InferenceServicer:
+    """Detect / Analyze / ModelInfo on top of an InferenceCore."""
+
+    def __init__(self, core: InferenceCore, analyzer=None):
+        self.core = core
+        self.analyzer = analyzer
+
+    def _answer(self, method: str, context, work):
+        started, code = time.monotonic(), "INTERNAL"
+        try:
+            response = work()
+            code = "OK"
+            return response
+        except _Abort as exc:
+            code = exc.code.name
+            context.abort(exc.code, exc.message)
+        finally:
+            self.core.metrics.answered(method, "grpc", code, time.monotonic() - started)
+
+    def Detect(self, request, context):
+        return self._answer("Detect", context, lambda: self._detect(request, context))
+
+    def _detect(self, request, context) -> pb.DetectResponse:
+        if isinstance(request, _Malformed):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        sequences = [SequenceIn(list(s.lines), s.id, s.key) for s in request.sequences]
+        remaining = context.time_remaining()
+        try:
+            future = self.core.submit(sequences, self.core.deadline_from(remaining))
+        except InvalidRequest as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        except QueueFull as exc:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}; retry with backoff") from None
+        except (NotReady, BatcherClosed) as exc:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+        context.add_callback(future.cancel)  # a caller that hangs up frees its place in the queue
+        wait_s = remaining if remaining is not None else self.core.config.default_deadline_s
+        try:
+            verdicts = future.result(timeout=max(0.0, wait_s))
+        except (FutureTimeout, DeadlineExpired, CancelledError):
+            future.cancel()
+            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the batch was scored") from None
+        except Exception as exc:
+            logger.error("Detect failed: %s", exc)
+            raise _Abort(grpc.StatusCode.INTERNAL, f"scoring failed: {type(exc).__name__}") from None
+        outs = self.core.finish(sequences, verdicts)
+        return pb.DetectResponse(verdicts=[verdict_message(o) for o in outs],
+                                 model_version=self.core.detector.settings.model_version)
+
+    def Analyze(self, request, context):
+        def work():
+            if isinstance(request, _Malformed):
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            if self.analyzer is None:
+                raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "no analyzer is configured on this server")
+            return self.analyzer(request, context)
+
+        return self._answer("Analyze", context, work)
+
+    def ModelInfo(self, request, context):
+        def work():
+            if not self.core.ready:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE, self.core.load_error or "the model is still loading")
+            return pb.ModelInfoResponse(**self.core.model_info())
+
+        return self._answer("ModelInfo", context, work)
+
+
+def inference_handler(servicer: InferenceServicer, max_request_bytes: int) -> grpc.GenericRpcHandler:
+    def unary(fn, request_cls, response_cls):
+        return grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=tolerant_deserializer(request_cls, max_request_bytes),
+            response_serializer=response_cls.SerializeToString)
+
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        "Detect": unary(servicer.Detect, pb.DetectRequest, pb.DetectResponse),
+        "Analyze": unary(servicer.Analyze, pb.AnalyzeRequest, pb.AnalyzeResponse),
+        "ModelInfo": unary(servicer.ModelInfo, pb.ModelInfoRequest, pb.ModelInfoResponse),
+    })
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Rejects calls without `authorization: Bearer <token>` (health checks excepted)."""
+
+    def __init__(self, check: TokenCheck, on_reject: Optional[Callable[[str], None]] = None):
+        self._check = check
+        self._on_reject = on_reject
+
+        def reject(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        # The rejecting handler must have the method's shape: reflection is a bidirectional stream.
+        self._reject_unary = grpc.unary_unary_rpc_method_handler(reject)
+        self._reject_stream = grpc.stream_stream_rpc_method_handler(reject)
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if method.startswith(UNAUTHENTICATED_EXEMPT):
+            return continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if self._check.allows(metadata.get("authorization")):
+            return continuation(handler_call_details)
+        if self._on_reject:
+            self._on_reject(method)
+        return self._reject_stream if method.startswith(STREAMING_PREFIXES) else self._reject_unary
