@@ -113,10 +113,6 @@ class TrainingConfig:
     # A 100,000-line container would add ~800 windows of one label to every epoch; training sees
     # at most this many, evenly spaced (scoring always covers every window).
     max_windows_per_sequence: int = 16
-    # 0: keep the gated epoch with the best validation PR-AUC. N > 0: average the weights of the
-    # last N epochs instead (stochastic weight averaging), which is steadier across seeds when the
-    # validation set is too small to pick one epoch reliably.
-    average_last_epochs: int = 0
 
     def problems(self) -> list[str]:
         out = []
@@ -132,8 +128,6 @@ class TrainingConfig:
             out.append("training.inject_rate must be > 0")
         if self.max_windows_per_sequence < 1:
             out.append("training.max_windows_per_sequence must be >= 1")
-        if self.average_last_epochs < 0:
-            out.append("training.average_last_epochs must be >= 0")
         if self.embedding_noise < 0:
             out.append("training.embedding_noise must be >= 0")
         return out

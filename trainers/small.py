@@ -130,18 +130,6 @@ def _score(model, batch: FeaturizedBatch, batch_size: int = 128) -> np.ndarray:
     return sigmoid(np.array([logit for logit, _, _, _ in best_windows(model, batch, batch_size)]))
 
 
-def average_into(running: Optional[dict], state: dict, count: int) -> dict:
-    """Running mean of state dicts: after the n-th call `running` is the mean of n states."""
-    if running is None:
-        return {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone() for k, v in state.items()}
-    for k, v in state.items():
-        if v.is_floating_point():
-            running[k] += (v.detach().float() - running[k]) / count
-        else:
-            running[k] = v.detach().clone()
-    return running
-
-
 def train_small(
     train: list[LogSequence],
     valid: Optional[list[LogSequence]],
@@ -188,8 +176,6 @@ def train_small(
     logger.info("training on %d distinct windows (%d sequences)", len(examples), len(train))
 
     best_state, best_key, history = None, None, []
-    averaged, averaged_count = None, 0
-    average_from = tc.epochs - min(tc.average_last_epochs, tc.epochs - dense_epochs)
     for epoch in range(tc.epochs):
         dense = epoch < dense_epochs
         model.train()
@@ -224,9 +210,6 @@ def train_small(
             total += loss.item() * float(w.sum())
             total_weight += float(w.sum())
         record = {"epoch": epoch + 1, "phase": "dense" if dense else "gated", "loss": round(total / total_weight, 5)}
-        if tc.average_last_epochs and epoch >= average_from:
-            averaged_count += 1
-            averaged = average_into(averaged, model.state_dict(), averaged_count)
         if not dense:
             scored_batch, scored_labels = (
                 (valid_batch, valid_labels) if valid_batch and 0 < sum(valid_labels) < len(valid_labels)
@@ -242,7 +225,7 @@ def train_small(
         if progress:
             progress(epoch + 1, tc.epochs, record)
 
-    model.load_state_dict(averaged if averaged is not None else best_state)
+    model.load_state_dict(best_state)
     threshold_labels, threshold_scores, threshold_source = valid_labels, None, "validation"
     if valid_batch and 0 < sum(valid_labels) < len(valid_labels):
         threshold_scores = _score(model, valid_batch)

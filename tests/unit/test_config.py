@@ -55,3 +55,6 @@ def test_example_config_in_configs_is_valid():
     example = Path(__file__).resolve().parents[2] / "configs" / "plugin.yaml"
     config = load_config(example, environ={})
     assert config.sequencer.max_lines == 15
+    from logllm_plugin.config import PluginConfig
+
+    assert config == PluginConfig()  # the file lists the defaults: it must not drift from the code
