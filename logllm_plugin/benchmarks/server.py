@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-BATCHING_MODES = {"on": ("64", "5"), "off": ("1", "0")}  # --max-batch, --max-wait-ms
+BATCHING_OFF = (1, 0.0)  # --max-batch, --max-wait-ms: one model call per request (the baseline)
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "examples" / "requests.jsonl"
 
 
@@ -108,14 +108,16 @@ def _drive(target: str, sequences: list[list[str]], concurrency: int, total: int
 
 
 def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requests_per_level: int,
-                     concurrency_levels: list[int], progress: Callable[[str], None] = lambda m: None) -> dict:
+                     concurrency_levels: list[int], max_batch: int = 64, max_wait_ms: float = 5.0,
+                     progress: Callable[[str], None] = lambda m: None) -> dict:
     from logllm_plugin.inputs import load_sequences
 
+    modes = {"on": (max_batch, max_wait_ms), "off": BATCHING_OFF}
     path = data_path or str(DEFAULT_DATA)
     sequences = [s.lines for s in load_sequences(path)[0]]
     runs, rss = [], {}
-    for mode, (max_batch, max_wait) in BATCHING_MODES.items():
-        args = ["--max-batch", max_batch, "--max-wait-ms", max_wait, "--max-queue", "100000"]
+    for mode, (batch, wait) in modes.items():
+        args = ["--max-batch", str(batch), "--max-wait-ms", str(wait), "--max-queue", "100000"]
         if model_dir:
             args += ["--model", model_dir]
         server = _ServerProcess(args)
@@ -138,7 +140,7 @@ def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requ
         "sequences": len(sequences),
         "mean_lines_per_sequence": round(float(np.mean([len(s) for s in sequences])), 1),
         "requests_per_level": requests_per_level,
-        "batching_modes": {m: {"max_batch": int(b), "max_wait_ms": float(w)} for m, (b, w) in BATCHING_MODES.items()},
+        "batching_modes": {m: {"max_batch": b, "max_wait_ms": w} for m, (b, w) in modes.items()},
         "baseline": "batching off (one model call per request), same model, same machine, same run",
         "runs": runs,
         "batching_speedup": speedup,

@@ -2,7 +2,9 @@
 
 Each request is a job of one or more sequences. One worker thread takes the oldest job, then
 keeps collecting until the batch holds `max_batch_sequences` or `max_wait_s` has passed since that
-job arrived, and scores the whole batch in one detector call. The queue is bounded in sequences:
+job arrived, and scores the whole batch in one detector call. The wait only applies under
+concurrent load (the previous batch merged several jobs): a lone caller is not delayed for
+companions that are not coming. The queue is bounded in sequences:
 a job that does not fit is refused at once (`QueueFull`), so a slow model pushes back on callers
 instead of growing memory. Jobs whose deadline has passed are skipped, not scored.
 """
@@ -70,6 +72,7 @@ class DynamicBatcher:
         self._queued_sequences = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._last_batch_jobs = 1
         self._worker = threading.Thread(target=self._loop, name="logllm-batcher", daemon=True)
         self._worker.start()
 
@@ -105,7 +108,8 @@ class DynamicBatcher:
                 if self._closing:
                     return []
                 self._cond.wait()
-            close_at = self._jobs[0].arrived + self.max_wait_s
+            lone = len(self._jobs) == 1 and self._last_batch_jobs <= 1
+            close_at = self._jobs[0].arrived + (0.0 if lone else self.max_wait_s)
             while True:
                 batch_size, taken = 0, 0
                 for job in self._jobs:  # how many whole jobs fit (the first always does)
@@ -119,6 +123,7 @@ class DynamicBatcher:
                     break
                 self._cond.wait(remaining)
             batch = [self._jobs.popleft() for _ in range(taken)]
+            self._last_batch_jobs = taken
             self._queued_sequences -= batch_size
             self._observer.queue_changed(self._queued_sequences)
             return batch
