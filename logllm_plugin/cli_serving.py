@@ -36,11 +36,15 @@ def use_json_logs(level: int = logging.INFO) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs (default auto).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Head precision.")
 @click.option("--grace-s", type=float, help="On SIGTERM: time in-flight requests get to finish (default 30).")
+@click.option("--llm", "llm_dir", help="Analyze with this local Qwen model directory (default: the knowledge base).")
+@click.option("--adapter", "adapter_dir", help="peft adapter for --llm.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cert, tls_key, tls_client_ca,
-              max_batch, max_wait_ms, max_queue, device, dtype, grace_s, log_format):
+              max_batch, max_wait_ms, max_queue, device, dtype, grace_s, llm_dir, adapter_dir, log_format):
     """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP."""
     def work():
+        from logllm_plugin.analyzers.service import build_analysis_service
+        from logllm_plugin.cli_analysis import analysis_overrides
         from logllm_plugin.detector import load_detector
         from logllm_plugin.serving.server import InferenceServer
 
@@ -48,13 +52,17 @@ def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cer
             "host": host, "port": port, "http_port": http_port, "token_file": token_file, "tls_cert": tls_cert,
             "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
             "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
-            "grace_s": grace_s}}
-        config = _config(config_path, overrides).server
+            "grace_s": grace_s}, **analysis_overrides(llm_dir, adapter_dir)}
+        plugin_config = _config(config_path, overrides)
+        config = plugin_config.server
         if log_format == "json":
             use_json_logs()
         else:
             logging.getLogger("logllm_plugin").setLevel(logging.INFO)
-        server = InferenceServer(config, lambda: load_detector(model_dir, device=config.device)).start()
+        server = InferenceServer(
+            config, lambda: load_detector(model_dir, device=config.device),
+            analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids),
+        ).start()
         server.serve_until_signal()
 
     _run(work)

@@ -26,6 +26,7 @@ from logllm_plugin.records import LogSequence, Verdict
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 DETECT = "/logllm.v1.Inference/Detect"
 MODEL_INFO = "/logllm.v1.Inference/ModelInfo"
+ANALYZE = "/logllm.v1.Inference/Analyze"
 
 SequenceLike = Union[Sequence[str], LogSequence]
 
@@ -98,6 +99,8 @@ class InferenceClient(_Base):
         self._channels = [self._channel(t) for t in self.targets]
         self._detect = [ch.unary_unary(DETECT, request_serializer=pb.DetectRequest.SerializeToString,
                                        response_deserializer=pb.DetectResponse.FromString) for ch in self._channels]
+        self._analyze = [ch.unary_unary(ANALYZE, request_serializer=pb.AnalyzeRequest.SerializeToString,
+                                        response_deserializer=pb.AnalyzeResponse.FromString) for ch in self._channels]
         self._info = [ch.unary_unary(MODEL_INFO, request_serializer=pb.ModelInfoRequest.SerializeToString,
                                      response_deserializer=pb.ModelInfoResponse.FromString) for ch in self._channels]
 
@@ -130,6 +133,21 @@ class InferenceClient(_Base):
         for request in self._chunks(sequences):
             verdicts.extend(from_response(self._call(self._detect, request, timeout_s)))
         return verdicts
+
+    def analyze(self, lines: Sequence[str], verdict: Optional[Verdict] = None, *,
+                timeout_s: Optional[float] = None) -> dict:
+        """The server's explanation of one sequence (it detects first when no verdict is given)."""
+        from google.protobuf.json_format import MessageToDict
+
+        request = pb.AnalyzeRequest(sequence=pb.Sequence(lines=list(lines)))
+        if verdict is not None:
+            request.verdict.CopyFrom(pb.Verdict(id=verdict.id, label=verdict.label, score=verdict.score,
+                                                category=verdict.category, evidence=verdict.evidence,
+                                                novel_templates=verdict.novel_templates,
+                                                model_version=verdict.model_version))
+        response = self._call(self._analyze, request, timeout_s)
+        return MessageToDict(response.explanation, preserving_proto_field_name=True,
+                             always_print_fields_with_no_presence=True)
 
     def model_info(self, *, timeout_s: Optional[float] = None) -> dict:
         from google.protobuf.json_format import MessageToDict

@@ -185,6 +185,47 @@ class ServerConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """Explanations for anomalous sequences (`logllm-plugin analyze`, the Analyze RPC)."""
+
+    analyzer: str = "knowledge_base"  # knowledge_base | qwen (needs llm_dir)
+    knowledge_base: Optional[str] = None  # YAML; None = the built-in one (configs/knowledge_base.yaml)
+    llm_dir: Optional[str] = None  # local causal-LM directory (Qwen2.5-7B-Instruct in production)
+    adapter_dir: Optional[str] = None  # peft adapter from `logllm-plugin train llm`
+    device: str = "auto"
+    max_new_tokens: int = 256
+    timeout_s: float = 30.0
+    cache_size: int = 1024  # explanations kept by template signature
+    rate_per_s: float = 1.0  # LLM calls per second (token bucket); beyond: knowledge-base answers
+    burst: int = 8
+    # Extra personal-data patterns, "KIND=regex" (e.g. "ORDER=\\bord-\\d{6}\\b"); masked as <KIND_n>.
+    mask_patterns: tuple[str, ...] = ()
+
+    def problems(self) -> list[str]:
+        import re
+
+        out = []
+        if self.analyzer not in ("knowledge_base", "qwen"):
+            out.append(f"analysis.analyzer must be knowledge_base or qwen, not {self.analyzer!r}")
+        if self.analyzer == "qwen" and not self.llm_dir:
+            out.append("analysis.analyzer qwen needs analysis.llm_dir")
+        if self.max_new_tokens < 1 or self.timeout_s <= 0 or self.rate_per_s <= 0 or self.burst < 1:
+            out.append("analysis.max_new_tokens and burst must be >= 1, timeout_s and rate_per_s > 0")
+        if self.cache_size < 0:
+            out.append("analysis.cache_size must be >= 0")
+        for spec in self.mask_patterns:
+            kind, sep, regex = spec.partition("=")
+            if not sep or not kind.isidentifier():
+                out.append(f"analysis.mask_patterns entry {spec!r} must look like KIND=regex")
+                continue
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                out.append(f"analysis.mask_patterns {kind}: not a valid regex: {exc}")
+        return out
+
+
+@dataclass
 class PluginConfig:
     sequencer: SequencerConfig = field(default_factory=SequencerConfig)
     templates: TemplateConfig = field(default_factory=TemplateConfig)
@@ -192,6 +233,7 @@ class PluginConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 def _coerce(value: Any, annotation: Any, where: str, problems: list[str]) -> Any:

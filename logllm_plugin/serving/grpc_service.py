@@ -16,7 +16,8 @@ import grpc
 from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from logllm_plugin.serving.auth import TokenCheck
 from logllm_plugin.serving.batcher import BatcherClosed, DeadlineExpired, QueueFull
-from logllm_plugin.serving.core import InferenceCore, InvalidRequest, NotReady, SequenceIn
+from logllm_plugin.records import Verdict
+from logllm_plugin.serving.core import InferenceCore, InvalidRequest, NotReady, SequenceIn, validate
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,19 @@ def verdict_message(out) -> pb.Verdict:
                       evidence=v.evidence, novel_templates=v.novel_templates, model_version=v.model_version)
 
 
+def from_verdict_message(v: pb.Verdict) -> Verdict:
+    return Verdict(id=v.id, label=v.label, score=v.score, category=v.category, evidence=list(v.evidence),
+                   novel_templates=v.novel_templates, model_version=v.model_version)
+
+
+def explanation_message(e) -> pb.Explanation:
+    return pb.Explanation(summary=e.summary, suggestion=e.suggestion, analyzer=e.analyzer, cached=e.cached,
+                          category=e.category, status=e.status,
+                          evidence=[pb.EvidenceLine(index=x.index, line=x.line) for x in e.evidence])
+
+
 class InferenceServicer:
-    """Detect / Analyze / ModelInfo on top of an InferenceCore."""
+    """Detect / Analyze / ModelInfo on top of an InferenceCore and (optionally) an AnalysisService."""
 
     def __init__(self, core: InferenceCore, analyzer=None):
         self.core = core
@@ -62,6 +74,8 @@ class InferenceServicer:
 
     def _answer(self, method: str, context, work):
         started, code = time.monotonic(), "INTERNAL"
+        in_flight = self.core.metrics.in_flight.labels("grpc")
+        in_flight.inc()
         try:
             response = work()
             code = "OK"
@@ -70,6 +84,7 @@ class InferenceServicer:
             code = exc.code.name
             context.abort(exc.code, exc.message)
         finally:
+            in_flight.dec()
             self.core.metrics.answered(method, "grpc", code, time.monotonic() - started)
 
     def Detect(self, request, context):
@@ -103,14 +118,30 @@ class InferenceServicer:
                                  model_version=self.core.detector.settings.model_version)
 
     def Analyze(self, request, context):
-        def work():
-            if isinstance(request, _Malformed):
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-            if self.analyzer is None:
-                raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "no analyzer is configured on this server")
-            return self.analyzer(request, context)
+        return self._answer("Analyze", context, lambda: self._analyze(request, context))
 
-        return self._answer("Analyze", context, work)
+    def _analyze(self, request, context) -> pb.AnalyzeResponse:
+        if isinstance(request, _Malformed):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        if self.analyzer is None:
+            raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "no analyzer is configured on this server")
+        lines = list(request.sequence.lines)
+        if request.HasField("verdict") and request.verdict.label:
+            verdict = from_verdict_message(request.verdict)
+            try:
+                validate([SequenceIn(lines)], self.core.config)
+            except InvalidRequest as exc:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        else:  # no verdict given: detect first, through the same batcher as Detect
+            one = pb.DetectRequest(sequences=[request.sequence])
+            response = self._detect(one, context)
+            verdict = from_verdict_message(response.verdicts[0])
+        try:
+            explanation = self.analyzer.explain([lines], [verdict])[0]
+        except Exception as exc:
+            logger.error("Analyze failed: %s", exc)
+            raise _Abort(grpc.StatusCode.INTERNAL, f"analysis failed: {type(exc).__name__}") from None
+        return pb.AnalyzeResponse(explanation=explanation_message(explanation))
 
     def ModelInfo(self, request, context):
         def work():

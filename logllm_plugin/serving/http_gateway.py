@@ -101,6 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         started, status = time.monotonic(), 500
+        in_flight = self.server.gateway.core.metrics.in_flight.labels("http")
+        in_flight.inc()
         try:
             status, payload = self._detect()
         except HttpError as exc:
@@ -108,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # never let a handler thread die without an answer
             logger.exception("HTTP detect failed")
             status, payload = 500, {"error": f"scoring failed: {type(exc).__name__}"}
+        in_flight.dec()
         self.server.gateway.core.metrics.answered("Detect", "http", str(status), time.monotonic() - started)
         self._send(status, payload)
 

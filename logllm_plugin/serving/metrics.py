@@ -25,6 +25,8 @@ class ServerMetrics(BatchObserver):
         self.batch_seconds = Histogram("logllm_batch_seconds", "Duration of one model call",
                                        buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.queue_depth = Gauge("logllm_queue_sequences", "Sequences waiting for the model", registry=self.registry)
+        self.in_flight = Gauge("logllm_requests_in_flight", "Requests received and not yet answered",
+                               ["transport"], registry=self.registry)
         self.expired = Counter("logllm_expired_jobs", "Requests skipped because their deadline passed in the queue",
                                registry=self.registry)
 

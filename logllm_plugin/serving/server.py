@@ -39,7 +39,9 @@ def _read(path: Optional[str], what: str) -> Optional[bytes]:
 
 
 class InferenceServer:
-    def __init__(self, config: ServerConfig, load_detector: Callable[[], object], analyzer=None):
+    def __init__(self, config: ServerConfig, load_detector: Callable[[], object],
+                 analysis_factory: Optional[Callable[[object], object]] = None):
+        """`analysis_factory(detector)` builds the AnalysisService behind Analyze (None: UNIMPLEMENTED)."""
         problems = config.problems()
         if problems:
             raise ConfigError(problems)
@@ -57,7 +59,8 @@ class InferenceServer:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self.port: Optional[int] = None
-        self.analyzer = analyzer
+        self._analysis_factory = analysis_factory
+        self._servicer = InferenceServicer(self.core)
 
     @property
     def http_port(self) -> Optional[int]:
@@ -83,7 +86,7 @@ class InferenceServer:
             ],
         )
         self._grpc.add_generic_rpc_handlers(
-            [inference_handler(InferenceServicer(self.core, self.analyzer), c.max_request_bytes)])
+            [inference_handler(self._servicer, c.max_request_bytes)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
@@ -118,6 +121,8 @@ class InferenceServer:
     def _load(self) -> None:
         try:
             detector = self._load_detector()
+            if self._analysis_factory is not None:
+                self._servicer.analyzer = self._analysis_factory(detector)
             self.core.attach(detector)
         except Exception as exc:  # health stays NOT_SERVING; callers get UNAVAILABLE with this reason
             self.core.load_error = f"model failed to load: {exc}"
@@ -153,15 +158,25 @@ class InferenceServer:
                 return
             self._stopped.set()
         grace = self.config.grace_s if grace_s is None else grace_s
-        logger.info("draining", extra={"grace_s": grace})
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        logger.info("draining", extra={"grace_s": grace, "in_flight": self._sample("logllm_requests_in_flight")})
+        self.health.enter_graceful_shutdown()  # NOT_SERVING for good, before anything else changes
         done = self._grpc.stop(grace) if self._grpc else None
         if self._http:
             self._http.stop()
         if done is not None:
             done.wait()
         self.core.close(timeout_s=grace)
-        logger.info("stopped")
+        logger.info("stopped", extra={"answered_ok": self._sample("logllm_requests_total", code="OK"),
+                                      "in_flight": self._sample("logllm_requests_in_flight")})
+
+    def _sample(self, name: str, **labels: str) -> int:
+        """Sum of a metric over its other labels (for the drain log lines)."""
+        total = 0.0
+        for metric in self.metrics.registry.collect():
+            for sample in metric.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return int(total)
 
     def serve_until_signal(self) -> None:
         """Block until SIGTERM/SIGINT (main thread only), then drain."""

@@ -41,17 +41,20 @@ def seed_sequences():
 
 @pytest.fixture()
 def start_server(seed_model_dir):
-    """start_server(loader=None, **ServerConfig fields) → a started InferenceServer, stopped after the test."""
+    """start_server(loader=None, analysis=False, **ServerConfig fields) → a started server, stopped after the test."""
     from logllm_plugin.config import ServerConfig
     from logllm_plugin.detector import Detector
     from logllm_plugin.serving.server import InferenceServer
 
     started = []
 
-    def start(loader=None, wait=True, **fields):
+    def start(loader=None, wait=True, analysis=False, **fields):
+        from logllm_plugin.analyzers.service import AnalysisService
+
         fields.setdefault("port", 0)
         loader = loader or (lambda: Detector.load(seed_model_dir, device="cpu"))
-        server = InferenceServer(ServerConfig(**fields), loader).start()
+        factory = (lambda detector: AnalysisService(signature=detector.store_ids)) if analysis else None
+        server = InferenceServer(ServerConfig(**fields), loader, analysis_factory=factory).start()
         started.append(server)
         if wait:
             assert server.wait_ready(120)

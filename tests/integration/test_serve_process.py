@@ -12,7 +12,8 @@ import time
 import grpc
 import pytest
 
-from logllm_plugin.client import InferenceClient
+from logllm_plugin.client import InferenceClient, to_request
+from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.server
@@ -63,39 +64,67 @@ def serve_process():
         p.stop()
 
 
+def _metric(http_port: int, name: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
 def test_sigterm_under_load_finishes_in_flight_requests_then_exits(serve_process, seed_model_dir):
     from logllm_plugin.readers import read_sequences
 
-    # Batches wait 400 ms to fill, so the requests below are in flight when SIGTERM arrives.
-    server = serve_process("--model", str(seed_model_dir), "--max-wait-ms", "400", "--max-batch", "256")
+    server = serve_process("--model", str(seed_model_dir), "--http-port", "0", "--grace-s", "120")
     server.wait_serving()
+    http_port = next(e["http_port"] for e in server.log if e["msg"] == "listening")
     target = f"127.0.0.1:{server.port}"
-    sequences = list(read_sequences(DATA / "seed_test.jsonl"))[:16]
+    # Big requests (400 sequences each) keep callers in flight for a while on this model.
+    sequences = list(read_sequences(DATA / "seed_test.jsonl")) * 2
     results, errors = {}, []
+    warmed = threading.Event()
+    ready = threading.Barrier(16, action=warmed.set)  # every warm-up call has finished when this trips
+
+    request = to_request(sequences)
 
     def call(k):
-        try:
-            with InferenceClient(target, timeout_s=20) as client:
-                results[k] = client.detect([sequences[k].lines])
-        except Exception as exc:
-            errors.append(exc)
+        # A bare stub, not InferenceClient: a refused call must show up here, not be retried elsewhere.
+        with grpc.insecure_channel(target) as channel:
+            detect = channel.unary_unary("/logllm.v1.Inference/Detect", request_serializer=pb.DetectRequest.SerializeToString,
+                                         response_deserializer=pb.DetectResponse.FromString)
+            detect(to_request(sequences[:1]), timeout=60)  # connected before the race starts
+            ready.wait(60)
+            try:
+                results[k] = detect(request, timeout=120).verdicts
+            except grpc.RpcError as exc:
+                errors.append(exc)
 
     threads = [threading.Thread(target=call, args=(k,)) for k in range(16)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    assert warmed.wait(120)
+    deadline = time.monotonic() + 60
+    while _metric(http_port, 'logllm_requests_in_flight{transport="grpc"}') < 4:  # a drain with work to do
+        assert time.monotonic() < deadline, "the requests never were in flight"
+        time.sleep(0.01)
     server.proc.send_signal(signal.SIGTERM)
     for t in threads:
-        t.join(30)
-    assert not errors, errors
-    assert len(results) == 16 and all(len(r) == 1 for r in results.values())
-    assert server.proc.wait(30) == 0
-    messages = [e["msg"] for e in server.log]
-    assert messages.index("draining") < messages.index("stopped")
-    with pytest.raises(grpc.RpcError) as caught:  # nothing listens any more
+        t.join(150)
+    assert server.proc.wait(60) == 0
+    time.sleep(0.2)  # the log reader has the last lines
+    draining = next(e for e in server.log if e["msg"] == "draining")
+    stopped = next(e for e in server.log if e["msg"] == "stopped")
+    assert draining["in_flight"] >= 4 and stopped["in_flight"] == 0
+    # Every request the server accepted was answered and arrived: its OK count (16 warm-ups + the
+    # big ones it took) equals what the clients received. The rest were refused, never cut off.
+    assert stopped["answered_ok"] == 16 + len(results)
+    assert len(results) >= draining["in_flight"]
+    assert all(len(r) == len(sequences) for r in results.values())
+    # Refused at the door: UNAVAILABLE, or CANCELLED when a call raced the listener's shutdown.
+    assert all(e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) for e in errors), errors
+    with pytest.raises(grpc.RpcError) as refused:  # nothing listens any more
         with grpc.insecure_channel(target) as channel:
-            channel.unary_unary("/logllm.v1.Inference/ModelInfo")(b"", timeout=2)
-    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            channel.unary_unary("/logllm.v1.Inference/ModelInfo")(b"", timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_detect_with_server_prints_what_local_detect_prints(serve_process, seed_model_dir, tmp_path):

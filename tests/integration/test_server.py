@@ -173,6 +173,48 @@ def test_health_goes_from_not_serving_to_serving_once_the_model_is_warm(start_se
         assert health.Check(ask, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_drain_turns_health_off_first_refuses_new_calls_and_finishes_in_flight_ones(start_server, seed_model_dir,
+                                                                                    seed_sequences):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from logllm_plugin.detector import Detector
+
+    gated = GatedDetector(Detector.load(seed_model_dir, device="cpu"))
+    server = start_server(loader=lambda: gated, max_batch_sequences=1, max_wait_ms=0)
+    answers, errors = [], []
+
+    def call(lines):
+        try:
+            answers.append(raw_detect(server.port, detect_request(lines), timeout=30))
+        except grpc.RpcError as exc:
+            errors.append(exc)
+
+    in_flight = [threading.Thread(target=call, args=(s.lines,)) for s in seed_sequences[:4]]
+    for t in in_flight:
+        t.start()
+    assert gated.entered.wait(10)
+    deadline = time.monotonic() + 10
+    while server.core.batcher.queued_sequences < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="logllm.v1.Inference"), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        stopper = threading.Thread(target=server.stop, kwargs={"grace_s": 30})
+        stopper.start()
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING  # before anything else
+        watch.cancel()  # a watcher that stays would hold the drain open until the grace period ends
+    time.sleep(0.2)
+    with pytest.raises(grpc.RpcError) as refused:
+        raw_detect(server.port, detect_request(["a new call"]), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    gated.gate.set()
+    for t in in_flight:
+        t.join(30)
+    stopper.join(30)
+    assert not errors and len(answers) == 4 and not stopper.is_alive()
+
+
 def test_tls_round_trip_with_a_ca_made_in_the_test(start_server, tmp_path, seed_sequences):
     pki = make_test_pki(tmp_path)
     server = start_server(tls_cert=str(pki["server_cert"]), tls_key=str(pki["server_key"]))
@@ -257,6 +299,28 @@ def test_analyze_is_unimplemented_without_an_analyzer(start_server):
         with pytest.raises(grpc.RpcError) as caught:
             call(pb.AnalyzeRequest(sequence=pb.Sequence(lines=["x"])), timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_analyze_explains_with_masked_evidence_end_to_end(start_server, seed_model_dir, seed_sequences):
+    from logllm_plugin.detector import Detector
+    from logllm_plugin.records import Verdict
+
+    server = start_server(analysis=True, token="tok")
+    lines = ["session opened for alice@example.com from 10.0.0.12", "query started",
+             "ERROR: deadlock detected; transaction rolled back for alice@example.com"]
+    verdict = Verdict(id="x", label="anomalous", score=0.93, category="anomaly", evidence=[2], novel_templates=1)
+    with InferenceClient(f"127.0.0.1:{server.port}", token="tok") as client:
+        explanation = client.analyze(lines, verdict)
+        assert explanation["category"] == "database_error" and explanation["status"] == "ok"
+        assert explanation["analyzer"] == "knowledge_base" and explanation["suggestion"]
+        assert explanation["evidence"] == [{"index": 2, "line": "ERROR: deadlock detected; transaction rolled back for <EMAIL_1>"}]
+        assert "alice@example.com" not in str(explanation) and "10.0.0.12" not in str(explanation)
+        # Without a verdict the server detects first, with the same model as Detect.
+        local = Detector.load(seed_model_dir, device="cpu")
+        target = next(s for s, v in zip(seed_sequences, local.detect(seed_sequences)) if v.label == "anomalous")
+        explained = client.analyze(target.lines)
+        assert explained["status"] == "ok" and explained["evidence"]
+        assert all(target.lines[e["index"]] == e["line"] or "<" in e["line"] for e in explained["evidence"])
 
 
 def test_reflection_lists_the_inference_service(start_server):

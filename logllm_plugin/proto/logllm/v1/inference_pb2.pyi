@@ -58,17 +58,31 @@ class AnalyzeRequest(_message.Message):
     verdict: Verdict
     def __init__(self, sequence: _Optional[_Union[Sequence, _Mapping]] = ..., verdict: _Optional[_Union[Verdict, _Mapping]] = ...) -> None: ...
 
+class EvidenceLine(_message.Message):
+    __slots__ = ("index", "line")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    line: str
+    def __init__(self, index: _Optional[int] = ..., line: _Optional[str] = ...) -> None: ...
+
 class Explanation(_message.Message):
-    __slots__ = ("summary", "suggestion", "analyzer", "cached")
+    __slots__ = ("summary", "suggestion", "analyzer", "cached", "category", "evidence", "status")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     SUGGESTION_FIELD_NUMBER: _ClassVar[int]
     ANALYZER_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     summary: str
     suggestion: str
     analyzer: str
     cached: bool
-    def __init__(self, summary: _Optional[str] = ..., suggestion: _Optional[str] = ..., analyzer: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
+    category: str
+    evidence: _containers.RepeatedCompositeFieldContainer[EvidenceLine]
+    status: str
+    def __init__(self, summary: _Optional[str] = ..., suggestion: _Optional[str] = ..., analyzer: _Optional[str] = ..., cached: _Optional[bool] = ..., category: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[EvidenceLine, _Mapping]]] = ..., status: _Optional[str] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
     __slots__ = ("explanation",)

@@ -1,0 +1,171 @@
+"""The chat prompt an LLM analyzer sees, and the strict check of what it answers.
+
+The same prompt is used to fine-tune (trainers/llm.py) and to serve (analyzers/qwen.py), so a
+fine-tuned model sees at serving time exactly the format it was trained on. Only the item's
+(already masked) lines and the verdict's label/score/category/evidence reach the prompt: never
+the sequence id or key, which can carry personal data the masking did not see.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Sequence
+
+from logllm_plugin.analyzers.base import AnalysisItem
+
+ANSWER_KEYS = ("category", "summary", "suggestion", "evidence")
+MAX_ANSWER_CHARS = 4000  # longer than any valid answer can be; a model rambling past it is broken
+MAX_CATEGORY_CHARS = 64
+MAX_SUMMARY_CHARS = 600
+MAX_SUGGESTION_CHARS = 600
+MAX_EVIDENCE = 20
+
+# Defaults for how much of a sequence goes into the prompt: long HDFS blocks have hundreds of
+# lines, and the context (and the latency) of a small model is limited.
+DEFAULT_MAX_LINES = 60
+DEFAULT_MAX_LINE_CHARS = 400
+
+SYSTEM_PROMPT = (
+    "You explain anomalous log sequences to an on-call engineer. "
+    "Answer with exactly one JSON object and nothing else, with these keys: "
+    '"category" (a short snake_case anomaly type), "summary" (what happened, one or two sentences), '
+    '"suggestion" (what to check or do next), "evidence" (a list of the indexes of the lines that show the problem).'
+)
+
+_FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
+
+
+class InvalidAnswer(ValueError):
+    """The model's answer is not the JSON object the prompt asks for; the message says why."""
+
+
+def shown_line_indexes(n_lines: int, evidence: Sequence[int], max_lines: int) -> list[int]:
+    """Which lines go into the prompt: all when they fit, else the evidence, its neighbours, then the start."""
+    if max_lines < 1:
+        raise ValueError(f"max_lines must be at least 1, got {max_lines}")
+    if n_lines <= max_lines:
+        return list(range(n_lines))
+    chosen: list[int] = []
+    wanted = [i for e in evidence for i in (e, e - 1, e + 1)] + list(range(n_lines))
+    for i in wanted:
+        if 0 <= i < n_lines and i not in chosen:
+            chosen.append(i)
+            if len(chosen) == max_lines:
+                break
+    return sorted(chosen)
+
+
+def _one_line(text: str, max_chars: int) -> str:
+    # A line break inside a log line would read as a new numbered line: escape it.
+    flat = text.replace("\r", "\\r").replace("\n", "\\n")
+    return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
+
+
+def build_messages(item: AnalysisItem, *, max_lines: int = DEFAULT_MAX_LINES,
+                   max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> list[dict[str, str]]:
+    """System + user chat messages asking for the JSON explanation of one item."""
+    if max_line_chars < 8:
+        raise ValueError(f"max_line_chars must be at least 8, got {max_line_chars}")
+    verdict = item.verdict
+    n = len(item.lines)
+    evidence = [i for i in verdict.evidence if 0 <= i < n]
+    shown = shown_line_indexes(n, evidence, max_lines)
+    body: list[str] = []
+    previous = -1
+    for i in shown:
+        if i != previous + 1:
+            body.append(f"[lines {previous + 1}-{i - 1} omitted]")
+        body.append(f"{i}: {_one_line(item.lines[i], max_line_chars)}")
+        previous = i
+    if previous + 1 < n:
+        body.append(f"[lines {previous + 1}-{n - 1} omitted]")
+    user = "\n".join([
+        f"The anomaly detector flagged this log sequence of {n} lines.",
+        f"Verdict: label={verdict.label} score={verdict.score:.3f} category={verdict.category}",
+        "Lines the detector weighted most: " + (", ".join(str(i) for i in evidence) or "none"),
+        "Log lines (index: line), personal data masked:",
+        *body,
+        'Reply with only the JSON object {"category": ..., "summary": ..., "suggestion": ..., "evidence": [...]}.',
+    ])
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def repair_messages(messages: Sequence[dict[str, str]], bad_answer: str, error: str) -> list[dict[str, str]]:
+    """The conversation so far plus the invalid answer and why it is invalid, for one retry."""
+    return [*messages, {"role": "assistant", "content": bad_answer[:MAX_ANSWER_CHARS]}, {"role": "user", "content": (
+        f"That answer is invalid: {error}. Reply again with only the JSON object with the keys "
+        '"category", "summary", "suggestion" (non-empty strings) and "evidence" (a list of line indexes).')}]
+
+
+def answer_json(answer: dict[str, Any]) -> str:
+    """The canonical text of an answer: what training teaches the model to write."""
+    return json.dumps({k: answer[k] for k in ANSWER_KEYS}, ensure_ascii=False)
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise InvalidAnswer(f"duplicate key(s) {', '.join(duplicates)}")
+    return dict(pairs)
+
+
+def _text_field(obj: dict[str, Any], key: str, max_chars: int) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise InvalidAnswer(f'"{key}" must be a string, got {type(value).__name__}')
+    value = value.strip()
+    if not value:
+        raise InvalidAnswer(f'"{key}" must not be empty')
+    if len(value) > max_chars:
+        raise InvalidAnswer(f'"{key}" is {len(value)} characters, more than {max_chars}')
+    return value
+
+
+def parse_answer(text: str, n_lines: int) -> dict[str, Any]:
+    """The validated answer {category, summary, suggestion, evidence}, or InvalidAnswer saying what is wrong.
+
+    Accepts surrounding whitespace and one ```json fence (instruct models add it despite being told
+    not to); nothing else around the object.
+    """
+    if n_lines < 0:
+        raise ValueError(f"n_lines must be >= 0, got {n_lines}")
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidAnswer("the answer is empty")
+    if len(stripped) > MAX_ANSWER_CHARS:
+        raise InvalidAnswer(f"the answer is {len(stripped)} characters, more than {MAX_ANSWER_CHARS}")
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    try:
+        obj = json.loads(stripped, object_pairs_hook=_reject_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise InvalidAnswer(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(obj, dict):
+        raise InvalidAnswer(f"expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in ANSWER_KEYS if k not in obj]
+    extra = sorted(k for k in obj if k not in ANSWER_KEYS)
+    if missing:
+        raise InvalidAnswer(f"missing key(s) {', '.join(missing)}")
+    if extra:
+        raise InvalidAnswer(f"unexpected key(s) {', '.join(extra)}")
+    category = _text_field(obj, "category", MAX_CATEGORY_CHARS)
+    if "\n" in category:
+        raise InvalidAnswer('"category" must be a single line')
+    summary = _text_field(obj, "summary", MAX_SUMMARY_CHARS)
+    suggestion = _text_field(obj, "suggestion", MAX_SUGGESTION_CHARS)
+    evidence = obj["evidence"]
+    if not isinstance(evidence, list):
+        raise InvalidAnswer(f'"evidence" must be a list of line indexes, got {type(evidence).__name__}')
+    if len(evidence) > MAX_EVIDENCE:
+        raise InvalidAnswer(f'"evidence" has {len(evidence)} indexes, more than {MAX_EVIDENCE}')
+    for i in evidence:
+        # bool is an int subclass in Python; `true` is not a line index.
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise InvalidAnswer(f'"evidence" must hold integers, got {json.dumps(i)}')
+        if not 0 <= i < n_lines:
+            raise InvalidAnswer(f'evidence index {i} is outside the sequence (0..{n_lines - 1})')
+    if len(set(evidence)) != len(evidence):
+        raise InvalidAnswer('"evidence" repeats an index')
+    return {"category": category, "summary": summary, "suggestion": suggestion, "evidence": list(evidence)}

@@ -1,0 +1,301 @@
+"""A local Qwen chat model (optionally with a LoRA adapter from `train llm`) as an analyzer.
+
+Every item gets an explanation: the model's when it answers valid JSON in time, otherwise the
+fallback analyzer's, marked with why (`invalid_output`, `timeout`, `unavailable`). The model is
+loaded on first use (or by `load()`), from local files only, weights as safetensors only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from logllm_plugin.analyzers.base import AnalysisItem, Analyzer, EvidenceLine, Explanation
+from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer,
+                                            build_messages, parse_answer, repair_messages)
+
+logger = logging.getLogger(__name__)
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+class QwenUnavailable(RuntimeError):
+    """The model cannot be loaded or run here; the message names the missing piece."""
+
+
+def require_4bit_support() -> None:
+    """4-bit weights need bitsandbytes, which needs CUDA: say which of the two is missing."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise QwenUnavailable("4-bit loading needs a CUDA GPU (bitsandbytes), and none is available here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise QwenUnavailable("4-bit loading needs the bitsandbytes package: pip install 'logllm-plugin[gpu]'")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise QwenUnavailable(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path, None] = None,
+                    device: str = "auto", load_in_4bit: bool = False, trainable: bool = False):
+    """(model, tokenizer, device) from local directories: base weights, optional peft adapter."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_path = Path(model_dir)
+    if not (model_path / "config.json").is_file():
+        raise QwenUnavailable(f"model directory {model_path} has no config.json (not a local model checkout)")
+    adapter_path = Path(adapter_dir) if adapter_dir else None
+    if adapter_path is not None and not (adapter_path / "adapter_config.json").is_file():
+        raise QwenUnavailable(f"adapter directory {adapter_path} has no adapter_config.json")
+    if load_in_4bit:
+        require_4bit_support()
+    resolved = resolve_device(device)
+    kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True}
+    if resolved.startswith("cuda"):
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        kwargs["dtype"] = torch.float32  # half precision matmuls are slow or missing on CPUs
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"])
+        kwargs["device_map"] = {"": resolved}
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if not load_in_4bit:
+        model = model.to(resolved)
+    if adapter_path is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)
+    # Training saves the tokenizer next to the adapter: prefer it, it is the one the adapter saw.
+    tokenizer_path = adapter_path if adapter_path and (adapter_path / "tokenizer_config.json").is_file() else model_path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
+    tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise QwenUnavailable(f"the tokenizer in {tokenizer_path} has no chat template")
+    if not trainable:
+        model.eval()
+    return model, tokenizer, resolved
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every token that ends an answer: the generation config's eos ids, the tokenizer's, <|im_end|>."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured, tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")):
+        for i in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id and i not in ids:
+                ids.append(i)
+    return ids
+
+
+@dataclass
+class Generated:
+    text: str
+    finished: bool  # ended with a stop token (not cut by max_new_tokens or the deadline)
+    timed_out: bool  # cut by the deadline
+
+
+def _deadline_criteria(deadline: float):
+    """A StoppingCriteria that stops every row once time.monotonic() passes the deadline."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class DeadlineCriteria(StoppingCriteria):
+        def __init__(self) -> None:
+            self.fired = False
+
+        def __call__(self, input_ids, scores, **kwargs):
+            self.fired = self.fired or time.monotonic() >= deadline
+            return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
+
+    return DeadlineCriteria()
+
+
+def generate_answers(model, tokenizer, conversations: Sequence[list[dict[str, str]]], *, max_new_tokens: int,
+                     deadline: float, device: str) -> list[Generated]:
+    """Greedy answers to a batch of chat conversations, stopped early at the deadline."""
+    import torch
+    from transformers import GenerationConfig, StoppingCriteriaList
+
+    prompts = [tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True)
+               for c in conversations]
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    stops = stop_token_ids(model, tokenizer)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                              pad_token_id=tokenizer.pad_token_id)
+    criteria = _deadline_criteria(deadline)
+    with torch.inference_mode():
+        output = model.generate(**encoded, generation_config=config,
+                                stopping_criteria=StoppingCriteriaList([criteria]))
+    new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
+    results = []
+    for row in new_tokens:
+        end = next((k for k, t in enumerate(row) if t in stops), None)
+        text = tokenizer.decode(row[:end] if end is not None else row, skip_special_tokens=True)
+        results.append(Generated(text=text, finished=end is not None, timed_out=criteria.fired and end is None))
+    return results
+
+
+def fallback_explanations(fallback: Analyzer, items: Sequence[AnalysisItem], status: str) -> list[Explanation]:
+    """The fallback's explanations marked with `status`; a minimal one from the verdict if the fallback fails."""
+    name = getattr(fallback, "name", "") or "fallback"
+    try:
+        answers = list(fallback.explain_batch(list(items)))
+        if len(answers) != len(items):
+            raise RuntimeError(f"fallback returned {len(answers)} explanations for {len(items)} items")
+        return [dataclasses.replace(a, status=status, analyzer=a.analyzer or name) for a in answers]
+    except Exception:  # the last line of defence: explain_batch of the caller must not raise
+        logger.exception("fallback analyzer %s failed; answering from the verdicts alone", name)
+        return [Explanation(
+            category=item.verdict.category or "anomaly",
+            summary="The detector flagged this sequence as anomalous; no explanation is available.",
+            suggestion="Inspect the evidence lines and the surrounding logs.",
+            evidence=[EvidenceLine(i, item.lines[i]) for i in item.verdict.evidence if 0 <= i < len(item.lines)],
+            analyzer=name, status=status) for item in items]
+
+
+class QwenAnalyzer:
+    """Explanations from a local Qwen chat model, with a fallback analyzer for what it cannot answer."""
+
+    name = "qwen"
+
+    def __init__(self, model_dir: Union[str, Path], *, adapter_dir: Union[str, Path, None] = None,
+                 fallback: Analyzer, device: str = "auto", max_new_tokens: int = 256, timeout_s: float = 30.0,
+                 batch_size: int = 4, load_in_4bit: bool = False, max_lines: int = DEFAULT_MAX_LINES,
+                 max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> None:
+        if not str(model_dir):
+            raise ValueError("model_dir must name a local model directory")
+        if not callable(getattr(fallback, "explain_batch", None)):
+            raise ValueError("fallback must be an analyzer (with explain_batch)")
+        if not _DEVICE.match(device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_lines < 1 or max_line_chars < 8:
+            raise ValueError("max_lines must be >= 1 and max_line_chars >= 8")
+        if load_in_4bit:
+            require_4bit_support()  # impossible here: say so now, not on the first request
+        self.model_dir = Path(model_dir)
+        self.adapter_dir = Path(adapter_dir) if adapter_dir else None
+        self.fallback = fallback
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.timeout_s = timeout_s
+        self.batch_size = batch_size
+        self.load_in_4bit = load_in_4bit
+        self.max_lines = max_lines
+        self.max_line_chars = max_line_chars
+        self._model = None
+        self._tokenizer = None
+        self._resolved_device = "cpu"
+        self._load_error: Optional[str] = None
+        # One generation at a time: the model and tokenizer state are shared.
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        """Load now (e.g. at service start) instead of on the first request. Raises QwenUnavailable."""
+        if self._model is not None:
+            return
+        if self._load_error is not None:
+            # A broken model directory does not heal between requests: do not pay the load again.
+            raise QwenUnavailable(self._load_error)
+        try:
+            self._model, self._tokenizer, self._resolved_device = load_chat_model(
+                self.model_dir, adapter_dir=self.adapter_dir, device=self.device, load_in_4bit=self.load_in_4bit)
+        except Exception as exc:
+            self._load_error = f"cannot load the Qwen model from {self.model_dir}: {exc}"
+            raise QwenUnavailable(self._load_error) from exc
+        logger.info("Qwen analyzer loaded %s%s on %s", self.model_dir,
+                    f" + adapter {self.adapter_dir}" if self.adapter_dir else "", self._resolved_device)
+
+    # ---------------------------------------------------------------- explaining
+    def explain_batch(self, items: Sequence[AnalysisItem]) -> list[Explanation]:
+        items = list(items)
+        if not items:
+            return []
+        deadline = time.monotonic() + self.timeout_s
+        answers: list[Optional[Explanation]] = [None] * len(items)
+        failed: dict[int, str] = {}
+        try:
+            self.load()
+            if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                failed.update({i: "timeout" for i in range(len(items))})
+            else:
+                try:
+                    self._explain_with_model(items, deadline, answers, failed)
+                finally:
+                    self._lock.release()
+        except QwenUnavailable as exc:
+            logger.warning("%s; using the fallback", exc)
+        except Exception:
+            logger.exception("Qwen generation failed; using the fallback")
+        for i in range(len(items)):
+            if answers[i] is None and i not in failed:
+                failed[i] = "unavailable"
+        for status in sorted(set(failed.values())):
+            indexes = [i for i, s in failed.items() if s == status]
+            for i, explanation in zip(indexes, fallback_explanations(self.fallback, [items[i] for i in indexes], status)):
+                answers[i] = explanation
+        return [a for a in answers if a is not None]
+
+    def _explain_with_model(self, items: list[AnalysisItem], deadline: float,
+                            answers: list[Optional[Explanation]], failed: dict[int, str]) -> None:
+        conversations = [build_messages(item, max_lines=self.max_lines, max_line_chars=self.max_line_chars)
+                         for item in items]
+        to_repair: dict[int, list[dict[str, str]]] = {}
+        self._run_round(items, conversations, list(range(len(items))), deadline, answers, failed,
+                        on_invalid=lambda i, text, error: to_repair.__setitem__(
+                            i, repair_messages(conversations[i], text, error)))
+        if to_repair:
+            logger.debug("repairing %d invalid answers", len(to_repair))
+            self._run_round(items, to_repair, sorted(to_repair), deadline, answers, failed,
+                            on_invalid=lambda i, text, error: failed.__setitem__(i, "invalid_output"))
+
+    def _run_round(self, items, conversations, indexes: list[int], deadline: float,
+                   answers: list[Optional[Explanation]], failed: dict[int, str], on_invalid) -> None:
+        for start in range(0, len(indexes), self.batch_size):
+            batch = indexes[start:start + self.batch_size]
+            if time.monotonic() >= deadline:
+                failed.update({i: "timeout" for i in indexes[start:]})
+                return
+            generated = generate_answers(self._model, self._tokenizer, [conversations[i] for i in batch],
+                                         max_new_tokens=self.max_new_tokens, deadline=deadline,
+                                         device=self._resolved_device)
+            for i, result in zip(batch, generated):
+                lines = items[i].lines
+                try:
+                    parsed = parse_answer(result.text, len(lines))
+                except InvalidAnswer as exc:
+                    if result.timed_out:
+                        failed[i] = "timeout"
+                    else:
+                        on_invalid(i, result.text, str(exc))
+                    continue
+                answers[i] = Explanation(
+                    category=parsed["category"], summary=parsed["summary"], suggestion=parsed["suggestion"],
+                    evidence=[EvidenceLine(e, lines[e]) for e in parsed["evidence"]], analyzer=self.name, status="ok")

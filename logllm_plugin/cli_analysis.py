@@ -1,0 +1,95 @@
+"""`logllm-plugin analyze`: explanations for the anomalous sequences of an input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from logllm_plugin.cli import _config, _load, _run, input_options, main
+
+
+def analysis_overrides(llm_dir: Optional[str], adapter_dir: Optional[str]) -> dict:
+    if adapter_dir and not llm_dir:
+        raise click.UsageError("--adapter needs --llm (the base model it adapts)")
+    if not llm_dir:
+        return {}
+    return {"analysis": {"analyzer": "qwen", "llm_dir": llm_dir, "adapter_dir": adapter_dir}}
+
+
+@main.command("analyze")
+@click.option("--model", "model_dir", help="Detector model directory (default: the embedded model).")
+@click.option("--input", "input_path", required=True, help="Log input: a file path or - for stdin.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its `analysis:` section.")
+@click.option("--llm", "llm_dir", help="Explain with this local Qwen (chat) model directory instead of the knowledge base.")
+@click.option("--adapter", "adapter_dir", help="peft adapter for --llm (from `logllm-plugin train llm`).")
+@click.option("--server", help="Detect and explain on a running server HOST:PORT.")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: file holding the bearer token.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per anomalous sequence (default on a pipe).")
+@input_options
+def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server, token_file, tls_ca, as_json,
+                fmt, line_regex, key_regex, max_lines):
+    """Explain each anomalous sequence: category, summary, suggestion, evidence lines (personal data masked)."""
+    def work():
+        import sys
+
+        from logllm_plugin.sequencer import SequencerConfig
+
+        config = _config(config_path, analysis_overrides(llm_dir, adapter_dir))
+        sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
+        sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer)
+        if server:
+            if model_dir or llm_dir:
+                raise click.UsageError("--server uses the server's detector and analyzer: drop --model/--llm")
+            rows = _remote(server, token_file, tls_ca, sequences)
+        else:
+            rows = _local(model_dir, config, sequences)
+        pretty = not as_json and sys.stdout.isatty()
+        for row in rows:
+            click.echo(_pretty(row) if pretty else json.dumps(row))
+        click.echo(f"{len(rows)} anomalous sequence(s) explained", err=True)
+
+    _run(work)
+
+
+def _local(model_dir, config, sequences) -> list[dict]:
+    from logllm_plugin.analyzers.service import build_analysis_service
+    from logllm_plugin.detector import load_detector
+
+    detector = load_detector(model_dir)
+    service = build_analysis_service(config.analysis, signature=detector.store_ids)
+    rows = []
+    for start in range(0, len(sequences), 512):
+        chunk = sequences[start : start + 512]
+        verdicts = detector.detect(chunk)
+        anomalous = [(s, v) for s, v in zip(chunk, verdicts) if v.label == "anomalous"]
+        explanations = service.explain([s.lines for s, _ in anomalous], [v for _, v in anomalous])
+        rows.extend({"id": v.id, "score": round(v.score, 6), **e.to_dict()} for (_, v), e in zip(anomalous, explanations))
+    return rows
+
+
+def _remote(server, token_file, tls_ca, sequences) -> list[dict]:
+    import grpc
+
+    from logllm_plugin.client import InferenceClient
+
+    token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+    rows = []
+    try:
+        with InferenceClient(server, token=token, tls_ca=tls_ca) as client:
+            verdicts = client.detect(sequences)
+            for seq, verdict in zip(sequences, verdicts):
+                if verdict.label == "anomalous":
+                    rows.append({"id": verdict.id, "score": round(verdict.score, 6), **client.analyze(seq.lines, verdict)})
+    except grpc.RpcError as exc:
+        raise click.ClickException(f"server {server}: {exc.code().name}: {exc.details()}") from None
+    return rows
+
+
+def _pretty(row: dict) -> str:
+    lines = [f"{row['id']}  [{row['category']}] score {row['score']:.3f}  ({row['analyzer']}, {row['status']})",
+             f"  what happened: {row['summary']}", f"  what to do:    {row['suggestion']}"]
+    lines += [f"  line {e['index']:>3}: {e['line']}" for e in row["evidence"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,85 @@
+"""`logllm-plugin dev tiny-qwen` and `logllm-plugin train llm` (registered on the main group in cli.py)."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import click
+
+from logllm_plugin.cli import _load, _run, main, train
+
+logger = logging.getLogger("logllm_plugin.cli")
+
+
+def _run_llm(fn):
+    """Like `_run`, plus the LLM setup errors: one clear line, never a traceback."""
+    from logllm_plugin.analyzers.qwen import QwenUnavailable
+    from trainers.llm_data import LLMTrainingError
+
+    try:
+        return _run(fn)
+    except (LLMTrainingError, QwenUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def dev() -> None:
+    """Developer helpers (test fixtures, offline toy models)."""
+
+
+@dev.command("tiny-qwen")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Weight seed; the same seed gives the same model.")
+def tiny_qwen_cmd(out_dir: str, seed: int) -> None:
+    """Write a tiny random Qwen2 chat model + tokenizer (offline; for tests and plumbing checks)."""
+    def work():
+        from logllm_plugin.dev_tools import write_tiny_qwen
+
+        path = write_tiny_qwen(out_dir, seed=seed)
+        click.echo(f"tiny Qwen2 model written to {path}")
+
+    _run_llm(work)
+
+
+@train.command("llm")
+@click.option("--base", "base_dir", required=True, type=click.Path(file_okay=False),
+              help="Local Qwen chat model directory (config.json, safetensors, tokenizer).")
+@click.option("--train", "train_path", required=True, help="Labeled sequences (sequence JSONL/JSON); anomalies are used.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Adapter directory to write.")
+@click.option("--method", type=click.Choice(["lora", "qlora", "unsloth"]), default="lora", show_default=True,
+              help="lora runs anywhere; qlora and unsloth need CUDA (+ bitsandbytes / unsloth).")
+@click.option("--max-steps", type=int, help="Optimizer steps (overrides --epochs).")
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="AdamW learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same adapter.")
+@click.option("--valid-fraction", type=float, default=0.1, show_default=True,
+              help="Anomalous sequences held out for loss, JSON validity and category accuracy.")
+@click.option("--max-length", type=int, default=2048, show_default=True, help="Longest prompt + answer, in tokens.")
+@click.option("--max-lines", type=int, help="Most log lines shown in one prompt (default 60).")
+@click.option("--merge", is_flag=True, help="Also write merged full weights (safetensors) to OUT/merged.")
+def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batch_size, lr, seed, valid_fraction,
+                  max_length, max_lines: Optional[int], merge):
+    """Fine-tune a LoRA adapter that explains anomalous sequences as JSON."""
+    def work():
+        from trainers.llm import LLMTrainConfig, check_method_support, train_llm
+
+        options = {"max_lines": max_lines} if max_lines else {}
+        config = LLMTrainConfig(method=method, epochs=epochs, max_steps=max_steps, learning_rate=lr,
+                                batch_size=batch_size, seed=seed, valid_fraction=valid_fraction,
+                                max_length=max_length, merge=merge, **options)
+        check_method_support(method)  # before reading data: a missing GPU is the first thing to say
+        sequences = _load(train_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="train")
+        outcome = train_llm(sequences, base_dir, out_dir, config,
+                            progress=lambda step, total, loss: logger.info("step %d/%d loss %.4f", step, total, loss))
+        m = outcome.metrics
+        first, last = m["loss_history"][0], m["loss_history"][-1]
+        click.echo(f"adapter written to {outcome.out_dir} ({m['steps']} steps, loss {first:.4f} -> {last:.4f})")
+        v = m["valid"]
+        if v["evaluated"]:
+            click.echo(f"held-out ({v['evaluated']}): json_valid_rate {v['json_valid_rate']:.3f} "
+                       f"category_accuracy {v['category_accuracy']:.3f} loss {v['loss']:.4f}")
+        if merge:
+            click.echo(f"merged weights written to {outcome.out_dir / 'merged'}")
+
+    _run_llm(work)

@@ -1,0 +1,75 @@
+"""The default analyzer: real evidence quoted, a suggestion per class, a broken KB reported clearly."""
+from __future__ import annotations
+
+import pytest
+
+from logllm_plugin.analyzers.base import AnalysisItem
+from logllm_plugin.analyzers.knowledge_base import KnowledgeBaseAnalyzer
+from logllm_plugin.config import ConfigError
+from logllm_plugin.records import Verdict
+
+ROUTINE = ["request accepted id=7", "cache warmed", "handler started"]
+CLASS_LINES = {
+    "timeout": "call to payments timed out after 30000 ms",
+    "connection_failure": "upstream connect error: connection refused by 10.1.2.3:5432",
+    "database_error": "ERROR: deadlock detected while updating orders",
+    "auth_error": "permission denied for user <USER_1> on /admin",
+    "resource_exhaustion": "java.lang.OutOfMemoryError: Java heap space (out of memory)",
+    "data_format_error": "failed to parse payload: unexpected token at position 17",
+    "configuration_error": "missing environment variable DATABASE_URL",
+    "cascading_failure": "circuit breaker open for inventory-service",
+    "hardware_failure": "machine check exception: ECC error on DIMM 3",
+}
+
+
+def verdict(evidence, category="anomaly", novel=0):
+    return Verdict(id="s1", label="anomalous", score=0.97, category=category, evidence=evidence, novel_templates=novel)
+
+
+@pytest.mark.parametrize("name, error_line", sorted(CLASS_LINES.items()))
+def test_each_class_quotes_the_real_evidence_line_and_carries_its_suggestion(name, error_line):
+    kb = KnowledgeBaseAnalyzer()
+    lines = ROUTINE + [error_line]
+    explanation = kb.explain(AnalysisItem(lines, verdict([3])))
+    assert explanation.category == name
+    assert error_line in explanation.summary
+    assert [e.line for e in explanation.evidence] == [error_line]
+    suggestion = next(c.suggestion for c in kb.classes if c.name == name)
+    assert explanation.suggestion == suggestion and len(suggestion) > 40
+    assert explanation.analyzer == "knowledge_base" and explanation.status == "ok"
+
+
+def test_the_detectors_evidence_decides_between_two_error_kinds():
+    lines = ["call to payments timed out", "permission denied for service account", "ok"]
+    assert KnowledgeBaseAnalyzer().explain(AnalysisItem(lines, verdict([1]))).category == "auth_error"
+    assert KnowledgeBaseAnalyzer().explain(AnalysisItem(lines, verdict([0]))).category == "timeout"
+
+
+def test_an_order_only_anomaly_gets_the_generic_answer_that_says_so():
+    lines = ["step A done", "step B done", "step B done", "step C done"]
+    explanation = KnowledgeBaseAnalyzer().explain(AnalysisItem(lines, verdict([2], novel=1)))
+    assert explanation.category == "anomaly"
+    assert "no error message" in explanation.summary and "never seen in training" in explanation.summary
+    assert "missing" in explanation.suggestion and explanation.evidence[0].line == "step B done"
+
+
+def test_a_learned_category_is_kept_and_named():
+    lines = ROUTINE + [CLASS_LINES["timeout"]]
+    explanation = KnowledgeBaseAnalyzer().explain(AnalysisItem(lines, verdict([3], category="network")))
+    assert explanation.category == "network" and "detector category network" in explanation.summary
+
+
+def test_an_edited_knowledge_base_is_used_and_a_broken_one_lists_every_problem(tmp_path):
+    good = tmp_path / "kb.yaml"
+    good.write_text("classes:\n  - name: payments\n    title: payment provider errors\n    patterns: ['stripe']\n"
+                    "    suggestion: Check the payment provider status page before anything else.\n"
+                    "generic: {title: odd, suggestion: look closer}\n")
+    explanation = KnowledgeBaseAnalyzer(good).explain(AnalysisItem(["stripe returned 402"], verdict([0])))
+    assert explanation.category == "payments" and explanation.suggestion.startswith("Check the payment provider")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes:\n  - name: x\n    title: t\n    patterns: ['(unclosed']\n    suggestion: s\n"
+                   "  - name: y\n    title: t\n")
+    with pytest.raises(ConfigError) as caught:
+        KnowledgeBaseAnalyzer(bad)
+    text = str(caught.value)
+    assert "not a valid regex" in text and "lacks patterns, suggestion" in text and "generic" in text

@@ -1,0 +1,167 @@
+"""tiny-qwen, supervised pairs, LoRA training on CPU, adapter/merge round trip, method errors."""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Two busy cores: torch's intra-op threads fighting other processes make tiny models 10x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    from logllm_plugin.dev_tools import write_tiny_qwen
+
+    return write_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def seed_sequences():
+    from logllm_plugin.inputs import load_sequences
+
+    sequences, _ = load_sequences(str(DATA / "seed_train.jsonl"))
+    return sequences
+
+
+def test_tiny_qwen_loads_renders_chat_and_is_seeded(tiny_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from logllm_plugin.dev_tools import write_tiny_qwen
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, local_files_only=True, use_safetensors=True)
+    assert model.config.model_type == "qwen2" and model.config.vocab_size == len(tokenizer)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "disk [ERROR] full"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text.endswith("<|im_start|>user\ndisk [ERROR] full<|im_end|>\n<|im_start|>assistant\n")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3  # special tokens stay whole
+    assert tokenizer.decode(ids) == text
+    logits = model(torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), len(tokenizer))
+    assert not list(tiny_dir.glob("*.bin")), "weights must be safetensors only"
+
+    same = write_tiny_qwen(tmp_path / "same", seed=0)
+    other = write_tiny_qwen(tmp_path / "other", seed=1)
+    weights = (tiny_dir / "model.safetensors").read_bytes()
+    assert (same / "model.safetensors").read_bytes() == weights
+    assert (other / "model.safetensors").read_bytes() != weights
+
+
+def test_pairs_come_from_anomalies_and_only_answer_tokens_carry_labels(tiny_dir, seed_sequences):
+    from transformers import AutoTokenizer
+
+    from logllm_plugin.analyzers.prompt import answer_json, parse_answer
+    from trainers.llm_data import IGNORE_INDEX, build_pairs, tokenize_pair
+
+    pairs = build_pairs(seed_sequences, max_lines=6)
+    assert len(pairs) == sum(s.label == 1 for s in seed_sequences)
+    pair = pairs[0]
+    assert pair.answer["category"] == "anomaly"  # the seed data names no category
+    parse_answer(answer_json(pair.answer), pair.n_lines)  # every target passes the analyzer's check
+    assert pair.answer["evidence"], "error-level lines become evidence when there are no line labels"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
+    tokenized = tokenize_pair(tokenizer, pair, max_length=4096)
+    labeled = [t for t in tokenized.labels if t != IGNORE_INDEX]
+    n_prompt = tokenized.labels.index(labeled[0])
+    assert all(t == IGNORE_INDEX for t in tokenized.labels[:n_prompt])
+    assert tokenized.labels[n_prompt:] == tokenized.input_ids[n_prompt:]
+    assert tokenizer.decode(labeled) == answer_json(pair.answer) + "<|im_end|>"
+    assert tokenize_pair(tokenizer, pair, max_length=n_prompt) is None  # too long: skipped, not truncated
+
+
+def test_line_labels_are_the_evidence_when_present():
+    from logllm_plugin.records import LogSequence
+    from trainers.llm_data import LLMTrainingError, build_pairs
+
+    seq = LogSequence(id="s", lines=["a ok", "b ERROR", "c ok"], label=1, category="network",
+                      line_labels=[0, 0, 1])
+    (pair,) = build_pairs([seq, LogSequence(id="n", lines=["x"], label=0)])
+    assert pair.answer["evidence"] == [2] and pair.answer["category"] == "network"
+    with pytest.raises(LLMTrainingError, match="no labeled anomalous"):
+        build_pairs([LogSequence(id="n", lines=["x"], label=0)])
+
+
+def test_lora_training_lowers_loss_and_saved_adapter_changes_outputs(tiny_dir, seed_sequences, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from trainers.llm import LLMTrainConfig, train_llm
+
+    out = tmp_path / "adapter"
+    config = LLMTrainConfig(max_steps=12, batch_size=2, learning_rate=1e-2, lora_r=8, seed=3, max_lines=6,
+                            valid_fraction=0.1, eval_max_items=2, eval_max_new_tokens=4, merge=True)
+    outcome = train_llm(seed_sequences[:120], tiny_dir, out, config)
+
+    losses = outcome.metrics["loss_history"]
+    assert len(losses) == 12
+    assert sum(losses[:3]) / 3 > sum(losses[-3:]) / 3 + 0.5, losses
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["loss_history"] == losses and metrics["valid"]["evaluated"] == 2
+    assert 0.0 <= metrics["valid"]["json_valid_rate"] <= 1.0
+    assert json.loads((out / "adapter_config.json").read_text())["target_modules"]
+
+    probe = torch.tensor([list(range(5, 40))])
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, local_files_only=True).eval()
+    with torch.no_grad():
+        base_logits = base(probe).logits
+        tuned = PeftModel.from_pretrained(base, str(out)).eval()
+        tuned_logits = tuned(probe).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged", local_files_only=True).eval()
+        merged_logits = merged(probe).logits
+    assert not torch.allclose(base_logits, tuned_logits, atol=1e-3)
+    assert torch.allclose(merged_logits, tuned_logits, atol=1e-4)
+    assert not list((out / "merged").glob("*.bin"))
+
+
+def test_config_rejects_impossible_values():
+    from trainers.llm import LLMTrainConfig
+    from trainers.llm_data import LLMTrainingError
+
+    for bad in ({"method": "full"}, {"max_steps": 0}, {"valid_fraction": 1.0}, {"learning_rate": 0.0}):
+        with pytest.raises(LLMTrainingError):
+            LLMTrainConfig(**bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+@pytest.mark.parametrize("method", ["qlora", "unsloth"])
+def test_gpu_methods_without_cuda_give_one_clear_line(tiny_dir, tmp_path, method):
+    from click.testing import CliRunner
+
+    importlib.import_module("logllm_plugin.cli_llm")  # registers `dev` and `train llm` on main
+    from logllm_plugin.cli import main
+
+    result = CliRunner().invoke(main, ["train", "llm", "--base", str(tiny_dir), "--train",
+                                       str(DATA / "seed_train.jsonl"), "--out", str(tmp_path / "a"),
+                                       "--method", method])
+    assert result.exit_code == 1
+    assert f"--method {method} needs a CUDA GPU" in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "a").exists()
+
+
+def test_dev_tiny_qwen_command_writes_a_model(tmp_path):
+    from click.testing import CliRunner
+
+    importlib.import_module("logllm_plugin.cli_llm")
+    from logllm_plugin.cli import main
+
+    result = CliRunner().invoke(main, ["dev", "tiny-qwen", "--out", str(tmp_path / "m"), "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "m").iterdir()}

@@ -1,0 +1,146 @@
+"""Supervised pairs for fine-tuning a chat model to explain anomalous sequences.
+
+Prompt: the analyzer prompt (analyzers/prompt.py) of a labeled anomalous sequence. Target: the
+JSON answer the analyzer must produce. The data sets here name a category at most and rarely an
+explanation, so the summary and suggestion are templated from the category and the evidence
+lines; what the model mainly learns is the answer format and which lines are evidence.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from logllm_plugin.analyzers.base import AnalysisItem
+from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, MAX_CATEGORY_CHARS,
+                                            MAX_EVIDENCE, answer_json, build_messages, parse_answer)
+from logllm_plugin.records import LogSequence, Verdict
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label of tokens that carry no loss (the prompt, the padding)
+DEFAULT_CATEGORY = "anomaly"
+
+# Without line labels, the lines that read as failures are the evidence: error-or-worse levels
+# and the words engineers grep for.
+_PROBLEM_LINE = re.compile(
+    r"\b(ERROR|FATAL|CRIT(ICAL)?|SEVERE|ALERT|EMERG|PANIC)\b|exception|traceback|\bfail(ed|ure|s)?\b|refused"
+    r"|timed? ?out|denied|unavailable|exhausted|corrupt", re.IGNORECASE)
+
+_SUGGESTIONS = {
+    "anomaly": "Start with line {first}; check what changed in that component just before it and whether it recovers.",
+}
+
+
+class LLMTrainingError(ValueError):
+    """The data or the setup cannot train an explainer; the message says what to change."""
+
+
+@dataclass
+class SupervisedPair:
+    sequence_id: str
+    messages: list[dict[str, str]]  # system + user, as the analyzer would send them
+    answer: dict[str, Any]  # the target {category, summary, suggestion, evidence}
+    n_lines: int
+
+
+@dataclass
+class TokenizedPair:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX on the prompt, the token ids on the answer
+
+
+def evidence_indexes(sequence: LogSequence) -> list[int]:
+    """Evidence lines: the labeled ones when the data has line labels, else the problem-looking ones."""
+    if sequence.line_labels is not None:
+        found = [i for i, label in enumerate(sequence.line_labels) if label]
+    else:
+        found = [i for i, line in enumerate(sequence.lines) if _PROBLEM_LINE.search(line)]
+    return found[:MAX_EVIDENCE]
+
+
+def _excerpt(line: str, max_chars: int = 120) -> str:
+    flat = " ".join(line.split()).replace('"', "'")
+    return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
+
+
+def templated_answer(category: str, lines: Sequence[str], evidence: Sequence[int]) -> dict[str, Any]:
+    """A target answer from the category and the evidence lines alone."""
+    words = category.replace("_", " ")
+    if evidence:
+        first = evidence[0]
+        summary = (f"{words.capitalize()}: {len(evidence)} of {len(lines)} lines report problems, "
+                   f"first line {first}: \"{_excerpt(lines[first])}\".")
+        template = _SUGGESTIONS.get(category, "Investigate the {words} starting at line {first}; "
+                                              "check the component it names and what changed before it.")
+        suggestion = template.format(first=first, words=words)
+    else:
+        summary = f"{words.capitalize()}: the sequence deviates from normal behaviour without an explicit error line."
+        suggestion = "Compare this sequence with normal runs of the same component to find the missing or extra steps."
+    return {"category": category, "summary": summary, "suggestion": suggestion, "evidence": list(evidence)}
+
+
+def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MAX_LINES,
+                max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> list[SupervisedPair]:
+    """One pair per labeled anomalous sequence; raises LLMTrainingError when there is none."""
+    pairs = []
+    for seq in sequences:
+        if seq.label != 1 or not seq.lines:
+            continue
+        category = (seq.category or DEFAULT_CATEGORY).strip()[:MAX_CATEGORY_CHARS] or DEFAULT_CATEGORY
+        evidence = evidence_indexes(seq)
+        # The prompt's verdict is what the detector would say: anomalous, with the evidence lines,
+        # but with the generic category, so the model learns to name the category from the lines.
+        verdict = Verdict(id="", label="anomalous", score=1.0, category=DEFAULT_CATEGORY, evidence=evidence,
+                          novel_templates=0)
+        messages = build_messages(AnalysisItem(lines=list(seq.lines), verdict=verdict), max_lines=max_lines,
+                                  max_line_chars=max_line_chars)
+        answer = templated_answer(category, seq.lines, evidence)
+        parse_answer(answer_json(answer), len(seq.lines))  # a target the analyzer would reject teaches nothing
+        pairs.append(SupervisedPair(sequence_id=seq.id, messages=messages, answer=answer, n_lines=len(seq.lines)))
+    if not pairs:
+        raise LLMTrainingError("no labeled anomalous sequences (label 1) in the training data: "
+                               "the explainer learns from anomalies only")
+    return pairs
+
+
+def tokenize_pair(tokenizer, pair: SupervisedPair, max_length: int) -> Optional[TokenizedPair]:
+    """Prompt + answer token ids with loss on the answer (and its end-of-turn) only; None if too long."""
+    prompt = tokenizer.apply_chat_template(pair.messages, tokenize=False, add_generation_prompt=True)
+    # The full conversation's text, so the answer ends the way the chat template ends a turn.
+    full = tokenizer.apply_chat_template(
+        [*pair.messages, {"role": "assistant", "content": answer_json(pair.answer)}], tokenize=False)
+    if not full.startswith(prompt):
+        raise LLMTrainingError("the tokenizer's chat template renders the prompt differently inside a "
+                               "conversation; cannot separate the answer tokens")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) + len(answer_ids) > max_length:
+        return None
+    return TokenizedPair(input_ids=prompt_ids + answer_ids, labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids)
+
+
+def tokenize_pairs(tokenizer, pairs: Sequence[SupervisedPair], max_length: int) -> list[TokenizedPair]:
+    tokenized = [tokenize_pair(tokenizer, p, max_length) for p in pairs]
+    kept = [t for t in tokenized if t is not None]
+    if len(kept) < len(tokenized):
+        logger.warning("%d of %d pairs are longer than %d tokens and were skipped (lower --max-lines or "
+                       "raise --max-length)", len(tokenized) - len(kept), len(tokenized), max_length)
+    return kept
+
+
+def collate(batch: Sequence[TokenizedPair], pad_id: int):
+    """Right-padded tensors: input_ids, attention_mask, labels (IGNORE_INDEX on padding)."""
+    import torch
+
+    width = max(len(t.input_ids) for t in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, t in enumerate(batch):
+        n = len(t.input_ids)
+        input_ids[row, :n] = torch.tensor(t.input_ids)
+        labels[row, :n] = torch.tensor(t.labels)
+        attention[row, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
