@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from logllm_plugin.client import InferenceClient, to_request
+from logllm_plugin.client import to_request
 from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from tests.conftest import DATA
 
