@@ -184,3 +184,19 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, logllm_plugin, logllm_plugin.cli, logllm_plugin.config; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_analyze_explains_each_anomalous_sequence_with_masked_evidence():
+    done = _cli("analyze", "--input", str(REPO / "examples" / "requests.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    detected = _cli("detect", "--input", str(REPO / "examples" / "requests.jsonl"), "--show", "jsonl")
+    anomalous = [json.loads(line)["id"] for line in detected.stdout.splitlines()
+                 if json.loads(line)["label"] == "anomalous"]
+    assert [r["id"] for r in rows] == anomalous
+    for row in rows:
+        assert row["summary"] and row["suggestion"] and row["evidence"]
+        assert row["analyzer"] == "knowledge_base" and row["status"] == "ok"
+    text = done.stdout
+    assert "user_" not in text.lower().replace("<user_", "")  # user ids from the input are masked
+    assert "<USER_1>" in text

@@ -143,6 +143,16 @@ def test_detect_with_server_prints_what_local_detect_prints(serve_process, seed_
     assert len(local_rows) == 200
     assert remote_rows == local_rows
 
+    # Explanations: the server's Analyze RPC answers what local `analyze` answers.
+    local_ex = subprocess.run(CLI + ["analyze", "--model", str(seed_model_dir), "--input", data, "--json"],
+                              capture_output=True, text=True, check=True)
+    remote_ex = subprocess.run(CLI + ["analyze", "--server", f"127.0.0.1:{server.port}", "--token-file", str(token),
+                                      "--input", data, "--json"], capture_output=True, text=True)
+    assert remote_ex.returncode == 0, remote_ex.stderr
+    local_ex_rows = [json.loads(x) for x in local_ex.stdout.splitlines()]
+    assert local_ex_rows and [json.loads(x) for x in remote_ex.stdout.splitlines()] == local_ex_rows
+    assert len(local_ex_rows) == sum(r["label"] == "anomalous" for r in local_rows)
+
     refused = subprocess.run(CLI + ["detect", "--server", f"127.0.0.1:{server.port}", "--input", data],
                              capture_output=True, text=True)
     assert refused.returncode == 1
