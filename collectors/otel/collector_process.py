@@ -119,7 +119,7 @@ class CollectorProcess:
         self.proc = subprocess.Popen(
             [str(self.binary), f"--config=file:{self.config_path}", *self.args],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log_fh, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True)
+            env=env)
         try:
             self.wait_ready()
         except BaseException:
