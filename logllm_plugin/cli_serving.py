@@ -17,7 +17,8 @@ def use_json_logs(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     for handler in root.handlers:
         handler.setFormatter(JsonFormatter())
-    logging.getLogger("logllm_plugin").setLevel(min(level, root.level or level))
+    for name in ("logllm_plugin", "collectors"):  # our long-running processes report at INFO
+        logging.getLogger(name).setLevel(min(level, root.level or level))
 
 
 @main.command("serve")

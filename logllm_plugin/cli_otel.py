@@ -1,0 +1,56 @@
+"""`logllm-plugin otel bridge`: the OTLP bridge between two collector pipelines (DESIGN §5)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from logllm_plugin.cli import _run, main
+
+
+@main.group("otel")
+def otel() -> None:
+    """OpenTelemetry integration (the SDK processor is `collectors.otel.LogLLMProcessor`)."""
+
+
+@otel.command("bridge")
+@click.option("--listen", default="127.0.0.1:4319", show_default=True, help="OTLP/gRPC address the collector exports to.")
+@click.option("--forward", required=True, help="OTLP/gRPC receiver that gets the annotated logs (HOST:PORT).")
+@click.option("--server", "servers", multiple=True, help="Inference server HOST:PORT (repeat to balance).")
+@click.option("--model", "model_dir", help="Score in this process with this model (default: the embedded one).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: bearer token file.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
+@click.option("--key-attribute", "key_attributes", multiple=True, default=("service.name",), show_default=True,
+              help="Attribute(s) that key a sequence when a record has no trace id (record, then resource).")
+@click.option("--max-lines", type=int, default=15, show_default=True)
+@click.option("--idle-s", type=float, default=2.0, show_default=True, help="Close a sequence after this long without lines.")
+@click.option("--spool", "spool_dir", default=".logllm-spool", show_default=True, type=click.Path(file_okay=False),
+              help="Durable queue directory: requests are fsynced here before Export is answered.")
+@click.option("--spool-max-mb", type=int, default=256, show_default=True)
+def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attributes, max_lines, idle_s, spool_dir,
+               spool_max_mb):
+    """Receive OTLP logs, annotate them with verdicts, forward them; nothing lost across restarts."""
+    def work():
+        from collectors.otel.bridge import OtlpBridge
+        from collectors.otel.scoring import local_scorer, remote_scorer
+        from logllm_plugin.cli_serving import use_json_logs
+
+        if servers and model_dir:
+            raise click.UsageError("--server and --model exclude each other")
+        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+        scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
+        use_json_logs()
+        bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
+                            key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
+                            spool_max_bytes=spool_max_mb << 20).start()
+        import signal
+        import threading
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            pass
+        bridge.stop()
+
+    _run(work)
