@@ -102,3 +102,26 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
         click.echo(json.dumps(result) if as_json else "", file=sys.stdout)
 
     _run(work)
+
+
+@bench.command("bridge")
+@click.option("--model", "model_dir", help="Model scoring inside the bridge (default: the embedded model).")
+@click.option("--data", "data_path", help="Log lines to send (default: the bundled sample's lines).")
+@click.option("--records", type=int, default=20_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
+def bench_bridge_cmd(model_dir, data_path, records, as_json):
+    """Records/s through the OTLP bridge beside a plain OTLP forward measured in the same run."""
+    def work():
+        from collectors.otel.bench import run_bridge_bench
+        from logllm_plugin.benchmarks.server import DEFAULT_DATA
+        from logllm_plugin.inputs import load_sequences
+
+        lines = [line for s in load_sequences(data_path or str(DEFAULT_DATA))[0] for line in s.lines]
+        result = run_bridge_bench(lines=lines, records=records, model_dir=model_dir)
+        if not as_json:
+            click.echo(f"plain forward: {result['plain_forward_records_per_s']:.0f} records/s; "
+                       f"bridge: {result['bridge_records_per_s']:.0f} records/s "
+                       f"(ratio {result['bridge_to_plain_ratio']})")
+        click.echo(json.dumps(result) if as_json else "")
+
+    _run(work)
