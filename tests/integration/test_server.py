@@ -332,3 +332,22 @@ def test_reflection_lists_the_inference_service(start_server):
         responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
         names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"logllm.v1.Inference", "grpc.health.v1.Health"} <= names
+
+
+def test_async_client_gets_the_same_verdicts(start_server, seed_sequences):
+    import asyncio
+
+    from logllm_plugin.client import AsyncInferenceClient
+
+    server = start_server(token="tok")
+    picked = [s.lines for s in seed_sequences[:5]]
+    with InferenceClient(f"127.0.0.1:{server.port}", token="tok") as client:
+        expected = client.detect(picked)
+
+    async def run():
+        async with AsyncInferenceClient(f"127.0.0.1:{server.port}", token="tok") as client:
+            return await asyncio.gather(*(client.detect([lines]) for lines in picked))
+
+    got = [r[0] for r in asyncio.run(run())]
+    assert [(v.label, v.evidence) for v in got] == [(v.label, v.evidence) for v in expected]
+    assert [v.score for v in got] == pytest.approx([v.score for v in expected], abs=1e-6)
