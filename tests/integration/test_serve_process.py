@@ -74,7 +74,7 @@ def _metric(http_port: int, name: str) -> float:
 def test_sigterm_under_load_finishes_in_flight_requests_then_exits(serve_process, seed_model_dir):
     from logllm_plugin.readers import read_sequences
 
-    server = serve_process("--model", str(seed_model_dir), "--http-port", "0", "--grace-s", "120")
+    server = serve_process("--model", str(seed_model_dir), "--http-port", "0", "--grace-s", "120", "--max-queue", "100000")
     server.wait_serving()
     http_port = next(e["http_port"] for e in server.log if e["msg"] == "listening")
     target = f"127.0.0.1:{server.port}"
