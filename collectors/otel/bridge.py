@@ -36,6 +36,7 @@ from logllm_plugin.sequencer import Sequencer, SequencerConfig
 logger = logging.getLogger(__name__)
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+MAX_SEQUENCES_PER_SCORING = 512
 
 
 @dataclass
@@ -218,10 +219,15 @@ class OtlpBridge:
             entry = self.spool.take(self._tick_s)
             now = time.monotonic()
             closed = []
-            if entry is not None:
+            drained = entry is None
+            while entry is not None:  # take what is waiting, so the model scores large batches
                 closed.extend(self._ingest(*entry, now))
+                if len(closed) >= MAX_SEQUENCES_PER_SCORING:
+                    break
+                entry = self.spool.take(0)
+                drained = entry is None
             closed.extend(self._sequencer.flush_expired(now))
-            if self._flush_requested and entry is None:
+            if self._flush_requested and drained:
                 closed.extend(self._sequencer.flush_all())
             if closed and not self._deliver(closed):
                 return
