@@ -51,18 +51,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def split_holdout(sequences: list[LogSequence], fraction: float) -> tuple[list[LogSequence], list[LogSequence]]:
-    """Chronological hold-out: the last `fraction` of the input (file order) validates."""
-    cut = int(round(len(sequences) * (1 - fraction)))
-    cut = min(max(cut, 1), len(sequences) - 1)
-    return sequences[:cut], sequences[cut:]
+def split_holdout(sequences: list[LogSequence], fraction: float, how: str = "random",
+                  seed: int = 0) -> tuple[list[LogSequence], list[LogSequence]]:
+    """Hold out `fraction` of the input for the threshold: a seeded random share, or the tail.
+
+    Both keep file order inside each part. The random share sees the same kinds of anomalies the
+    model trains on, so the threshold it picks transfers; a chronological tail can hold only kinds
+    the model never saw and then picks a threshold far too low (see TrainingConfig.holdout).
+    """
+    n = len(sequences)
+    size = min(max(int(round(n * fraction)), 1), n - 1)
+    if how == "tail":
+        return sequences[: n - size], sequences[n - size :]
+    held = set(np.random.default_rng(seed).choice(n, size=size, replace=False).tolist())
+    return ([s for i, s in enumerate(sequences) if i not in held],
+            [s for i, s in enumerate(sequences) if i in held])
 
 
 def prepare_labels(train: list[LogSequence], valid: Optional[list[LogSequence]], config: PluginConfig,
                    normal_only: bool) -> tuple[list[LogSequence], list[LogSequence]]:
     seed = config.training.seed
     if valid is None:
-        train, valid = split_holdout(train, config.training.valid_fraction)
+        train, valid = split_holdout(train, config.training.valid_fraction, config.training.holdout,
+                                     config.training.seed)
     if normal_only:
         train = inject_anomalies(train, config.training.inject_rate, seed)
         if all(s.label is None or s.label == 0 for s in valid):

@@ -43,8 +43,8 @@ def test_hdfs_blocks_own_split_reaches_the_template_ceiling(tmp_path):
 def test_bgl_windows_first_70_percent_to_last_30_percent(tmp_path):
     data = str(SHARED / "bgl_20k" / "sequences_win20.jsonl")
     m = train_and_eval(tmp_path, ["--train", data, "--train-range", "0:0.7"], ["--data", data, "--range", "0.7:1"])
-    # The issue's target is 0.90; seeds land between 0.85 and 0.90 today (README, issue note).
-    assert m["f1"] >= 0.82, m
+    # The issue's target; seeds 42/1/2 measured 0.943/0.959/0.940 (README).
+    assert m["f1"] >= 0.90, m
     assert m["f1"] >= m["baseline"]["f1"] + 0.2, m
 
 
@@ -58,6 +58,8 @@ def test_seed_synthetic_validation_to_test(tmp_path):
 @pytest.mark.parametrize("name, rel, train_sel, eval_sel", [
     ("bgl_2k", "bgl_2k/sequences_win20.jsonl", ["--train-range", "0:0.7"], ["--range", "0.7:1"]),
     ("hdfs_2k_raw", "hdfs_2k_raw/sequences.jsonl", ["--train-range", "0:0.7"], ["--range", "0.7:1"]),
+    ("openstack", "openstack_loghub_instances/sequences.jsonl", ["--shuffle-seed", "7", "--train-range", "0:0.7"],
+     ["--shuffle-seed", "7", "--range", "0.7:1"]),
 ])
 def test_never_worse_than_the_in_run_baseline(tmp_path, name, rel, train_sel, eval_sel):
     data = str(SHARED / rel)

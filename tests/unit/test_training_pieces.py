@@ -4,7 +4,7 @@ from logllm_plugin.featurize import FeaturizedBatch, FeaturizedSequence
 from logllm_plugin.records import LogSequence
 from trainers.evaluation import best_f1_threshold, binary_metrics
 from trainers.injection import KINDS, inject_anomalies
-from trainers.small import build_examples, length_bucketed_batches
+from trainers.small import build_examples, length_bucketed_batches, split_holdout
 
 
 def _feats(rows):
@@ -56,3 +56,16 @@ def test_threshold_separates_cleanly_separable_scores():
     threshold = best_f1_threshold(labels, scores)
     assert 0.2 < threshold < 0.7
     assert binary_metrics(labels, scores, threshold)["f1"] == 1.0
+
+
+def test_holdout_is_a_seeded_random_share_in_file_order_or_the_tail():
+    seqs = [LogSequence(id=str(i), lines=["x"]) for i in range(100)]
+    train, valid = split_holdout(seqs, 0.2, "random", seed=3)
+    assert len(valid) == 20 and len(train) == 80
+    assert sorted(s.id for s in train + valid) == sorted(s.id for s in seqs)  # disjoint, nothing lost
+    assert [int(s.id) for s in valid] == sorted(int(s.id) for s in valid)  # file order kept
+    assert max(int(s.id) for s in valid) - min(int(s.id) for s in valid) > 50  # spread, not a block
+    assert [s.id for s in split_holdout(seqs, 0.2, "random", seed=3)[1]] == [s.id for s in valid]
+    assert [s.id for s in split_holdout(seqs, 0.2, "random", seed=4)[1]] != [s.id for s in valid]
+    tail_train, tail_valid = split_holdout(seqs, 0.2, "tail")
+    assert [s.id for s in tail_valid] == [str(i) for i in range(80, 100)] and len(tail_train) == 80
