@@ -66,6 +66,28 @@ def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     return random.uniform(0.0, min(max_s, base_s * (2 ** attempt)))
 
 
+class _Attempts:
+    """One call's retry budget: the time left, and the pause before the next try (None: give up)."""
+
+    def __init__(self, client: "_Base", timeout_s: Optional[float]):
+        self._client = client
+        self.deadline = time.monotonic() + (timeout_s or client.timeout_s)
+        self.attempt = 0
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no answer from {', '.join(self._client.targets)} within the deadline")
+        return left
+
+    def pause_after(self, code: grpc.StatusCode) -> Optional[float]:
+        pause = backoff_s(self.attempt, *self._client.backoff)
+        if code not in RETRYABLE or time.monotonic() + pause >= self.deadline:
+            return None
+        self.attempt += 1
+        return pause
+
+
 class _Base:
     def __init__(self, target: Union[str, Sequence[str]], *, token: Optional[str] = None, tls_ca=None,
                  tls_cert=None, tls_key=None, timeout_s: float = 10.0, chunk_sequences: int = 256,
@@ -110,22 +132,15 @@ class InferenceClient(_Base):
         return grpc.insecure_channel(target)
 
     def _call(self, stubs, request, timeout_s: Optional[float]):
-        deadline = time.monotonic() + (timeout_s or self.timeout_s)
-        attempt = 0
+        attempts = _Attempts(self, timeout_s)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no answer from {', '.join(self.targets)} within the deadline")
             try:
-                return stubs[next(self._next)](request, timeout=remaining, metadata=self._metadata)
+                return stubs[next(self._next)](request, timeout=attempts.remaining(), metadata=self._metadata)
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE:
-                    raise
-                pause = backoff_s(attempt, *self.backoff)
-                if time.monotonic() + pause >= deadline:
+                pause = attempts.pause_after(exc.code())
+                if pause is None:
                     raise
                 time.sleep(pause)
-                attempt += 1
 
     def detect(self, sequences: Sequence[SequenceLike], *, timeout_s: Optional[float] = None) -> list[Verdict]:
         """One verdict per sequence, in order. Raises grpc.RpcError for non-retryable failures."""
@@ -182,21 +197,17 @@ class AsyncInferenceClient(_Base):
 
         verdicts: list[Verdict] = []
         for request in self._chunks(sequences):
-            deadline = time.monotonic() + (timeout_s or self.timeout_s)
-            attempt = 0
+            attempts = _Attempts(self, timeout_s)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no answer from {', '.join(self.targets)} within the deadline")
                 try:
-                    response = await self._detect[next(self._next)](request, timeout=remaining, metadata=self._metadata)
+                    stub = self._detect[next(self._next)]
+                    response = await stub(request, timeout=attempts.remaining(), metadata=self._metadata)
                     break
                 except grpc.aio.AioRpcError as exc:
-                    pause = backoff_s(attempt, *self.backoff)
-                    if exc.code() not in RETRYABLE or time.monotonic() + pause >= deadline:
+                    pause = attempts.pause_after(exc.code())
+                    if pause is None:
                         raise
                     await asyncio.sleep(pause)
-                    attempt += 1
             verdicts.extend(from_response(response))
         return verdicts
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,20 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two busy cores: torch's intra-op threads fighting other processes make tiny models 10x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from logllm_plugin.dev_tools import write_tiny_qwen
-
-    return write_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"), seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny_dir and one_thread: tests/unit/conftest.py
 
 
 @pytest.fixture(scope="module")

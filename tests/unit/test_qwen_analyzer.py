@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -117,19 +116,7 @@ def test_repair_prompt_carries_the_bad_answer_and_the_error():
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from logllm_plugin.dev_tools import write_tiny_qwen
-
-    return write_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"), seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny_dir and one_thread: tests/unit/conftest.py
 
 
 def _assert_schema_valid(explanation: Explanation, item: AnalysisItem) -> None:
