@@ -155,6 +155,7 @@ class OtlpBridge:
         self._max_request_bytes = max_request_bytes
         self._tick_s = tick_s
         self._stop = threading.Event()
+        self._flush = threading.Event()  # stop(flush=True): close open sequences once the spool is drained
         self._forwarder = _Forwarder(forward, self._stop)
         self._items: dict[int, _Item] = {}
         self._ids = itertools.count(1)
@@ -187,7 +188,7 @@ class OtlpBridge:
         if self._server is not None:
             self._server.stop(grace_s).wait()
         if flush:
-            self._flush_requested = True
+            self._flush.set()
             deadline = time.monotonic() + grace_s + self._score_timeout_s
             while self.spool.pending_bytes > 0 and time.monotonic() < deadline:
                 time.sleep(self._tick_s)
@@ -212,8 +213,6 @@ class OtlpBridge:
         return logs_service.ExportLogsServiceResponse()
 
     # -- worker --------------------------------------------------------------------------------------
-    _flush_requested = False
-
     def _run(self) -> None:
         while not self._stop.is_set():
             entry = self.spool.take(self._tick_s)
@@ -227,7 +226,7 @@ class OtlpBridge:
                 entry = self.spool.take(0)
                 drained = entry is None
             closed.extend(self._sequencer.flush_expired(now))
-            if self._flush_requested and drained:
+            if self._flush.is_set() and drained:
                 closed.extend(self._sequencer.flush_all())
             if closed and not self._deliver(closed):
                 return
