@@ -15,6 +15,7 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
+from collectors.otel.bridge import any_value_text
 from collectors.otel.collector_process import CollectorProcess, build_collector, find_go, free_port
 
 pytestmark = pytest.mark.collector
@@ -56,7 +57,7 @@ class OtlpLogsReceiver(logs_service_pb2_grpc.LogsServiceServicer):
             for resource_logs in request.resource_logs:
                 for scope_logs in resource_logs.scope_logs:
                     for record in scope_logs.log_records:
-                        attrs = {kv.key: kv.value.string_value for kv in record.attributes}
+                        attrs = {kv.key: any_value_text(kv.value) for kv in record.attributes}
                         self.records.append((record.body.string_value, attrs))
             self._cond.notify_all()
         return logs_service_pb2.ExportLogsServiceResponse()
@@ -218,7 +219,7 @@ service:
 
 
 # ------------------------------------------------------------------ the bridge between two pipelines
-def two_pipeline_config(log_file, bridge_port, otlp_port, out_port, health_port):
+def two_pipeline_config(log_file, bridge_port, otlp_port, out_port, health_port, operators=""):
     """configs/otelcol.yaml's pattern: file → bridge (annotates) → collector's OTLP receiver → out."""
     return f"""
 receivers:
@@ -226,7 +227,7 @@ receivers:
     include: [{log_file}]
     start_at: beginning
     poll_interval: 100ms
-  otlp:
+{operators}  otlp:
     protocols:
       grpc: {{endpoint: 127.0.0.1:{otlp_port}}}
 processors:
@@ -256,14 +257,14 @@ service:
 class BridgeProcess:
     """`logllm-plugin otel bridge` as a real process (so it can be killed with SIGKILL)."""
 
-    def __init__(self, port, forward_port, spool, model_dir):
+    def __init__(self, port, forward_port, spool, model_dir, key_attribute="log.file.name", idle_s=0.5):
         import subprocess
         import sys
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logllm_plugin", "otel", "bridge", "--listen", f"127.0.0.1:{port}",
              "--forward", f"127.0.0.1:{forward_port}", "--model", str(model_dir), "--spool", str(spool),
-             "--key-attribute", "log.file.name", "--idle-s", "0.5"],
+             "--key-attribute", key_attribute, "--idle-s", str(idle_s)],
             stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
 
@@ -339,3 +340,69 @@ def test_killing_and_restarting_the_bridge_mid_stream_loses_nothing(otelcol_bina
     # At-least-once: lines the killed bridge had taken but not yet acknowledged may come twice.
     duplicates = len(bodies) - len(set(bodies))
     assert duplicates <= 120, duplicates
+
+
+# The collector parses "seq=<id> <message>" lines: the id becomes the attribute the bridge keys
+# sequences on, the message becomes the body the model reads.
+SEQ_OPERATORS = """    operators:
+      - {type: regex_parser, regex: '^seq=(?P<seq>\\S+) (?P<message>.*)$'}
+      - {type: move, from: attributes.message, to: body}
+"""
+
+
+def test_known_anomalous_sequences_come_out_anomalous_through_the_collector(otelcol_binary, seed_model_dir, tmp_path):
+    """Labeled sequences, their lines interleaved in one file, go file_log → bridge → collector.
+
+    Every line must come back once, in order within its sequence, grouped by the parsed key into
+    one sequence each, with the verdict the same model gives in-process on the same lines; and
+    the labeled anomalies must come out `anomalous` (the normal ones `normal`).
+    """
+    import json
+
+    from collectors.otel.scoring import local_scorer
+    from tests.conftest import DATA
+
+    rows = [json.loads(line) for line in (DATA / "seed_test.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [r for r in rows if len(r["lines"]) <= 15]  # the bridge's --max-lines: one sequence each
+    chosen = [r for r in rows if r["label"] == 1][:15] + [r for r in rows if r["label"] == 0][:15]
+    expected = {f"s{i}": r for i, r in enumerate(chosen)}
+    # Round-robin interleaving: each sequence's lines spread over many Export requests.
+    file_lines = [f"seq={sid} {r['lines'][k]}" for k in range(15)
+                  for sid, r in expected.items() if k < len(r["lines"])]
+    total = len(file_lines)
+
+    log_file = tmp_path / "app.log"
+    log_file.write_text("")
+    bridge_port, otlp_port, health_port = free_port(), free_port(), free_port()
+    with OtlpLogsReceiver() as out:
+        bridge = BridgeProcess(bridge_port, otlp_port, tmp_path / "spool", seed_model_dir, key_attribute="seq",
+                               idle_s=2.0)
+        config = two_pipeline_config(log_file, bridge_port, otlp_port, out.port, health_port, SEQ_OPERATORS)
+        with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
+            log_file.write_text("".join(line + "\n" for line in file_lines), encoding="utf-8")
+            arrived = out.wait_for(total, 90)
+            time.sleep(0.5)
+        bridge.stop()
+    assert arrived, f"{len(out.records)}/{total} arrived; collector log:\n{col.log_text()[-4000:]}"
+    assert len(out.records) == total
+
+    by_seq = {}
+    for body, attrs in out.records:
+        by_seq.setdefault(attrs["seq"], []).append((body, attrs))
+    assert set(by_seq) == set(expected)
+    local = local_scorer(str(seed_model_dir))
+    verdicts = local([expected[sid]["lines"] for sid in expected], 60)
+    flagged = {}
+    for (sid, row), verdict in zip(expected.items(), verdicts):
+        got = by_seq[sid]
+        assert [body for body, _ in got] == row["lines"], sid  # once each, in order
+        assert len({a["logllm.sequence.id"] for _, a in got}) == 1, f"{sid} was cut into several sequences"
+        assert [int(a["logllm.sequence.position"]) for _, a in got] == list(range(len(got)))
+        labels = {a["logllm.anomaly.label"] for _, a in got}
+        assert labels == {verdict.label}, (sid, labels, verdict.label)
+        assert {a["logllm.status"] for _, a in got} == {"ok"}
+        flagged[sid] = verdict.label == "anomalous"
+    anomalies = [sid for sid, r in expected.items() if r["label"] == 1]
+    normals = [sid for sid, r in expected.items() if r["label"] == 0]
+    assert sum(flagged[s] for s in anomalies) >= 0.9 * len(anomalies), flagged
+    assert sum(flagged[s] for s in normals) <= 0.1 * len(normals), flagged
