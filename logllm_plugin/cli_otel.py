@@ -1,6 +1,7 @@
 """`logllm-plugin otel bridge`: the OTLP bridge between two collector pipelines (DESIGN §5)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -27,8 +28,11 @@ def otel() -> None:
 @click.option("--spool", "spool_dir", default=".logllm-spool", show_default=True, type=click.Path(file_okay=False),
               help="Durable queue directory: requests are fsynced here before Export is answered.")
 @click.option("--spool-max-mb", type=int, default=256, show_default=True)
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics (spool size, records, failures) at http://HOST:PORT/metrics.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attributes, max_lines, idle_s, spool_dir,
-               spool_max_mb):
+               spool_max_mb, metrics_port, metrics_host):
     """Receive OTLP logs, annotate them with verdicts, forward them; nothing lost across restarts."""
     def work():
         from collectors.otel.bridge import OtlpBridge
@@ -43,6 +47,10 @@ def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attr
         bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
                             key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
                             spool_max_bytes=spool_max_mb << 20).start()
+        if metrics_port is not None:
+            port = bridge.metrics.serve(metrics_host, metrics_port)
+            logging.getLogger("collectors.otel.bridge").info(
+                "bridge metrics", extra={"url": f"http://{metrics_host}:{port}/metrics"})
         import signal
         import threading
 

@@ -28,6 +28,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
 from collectors.otel.annotations import STATUS_OK, STATUS_REJECTED, record_annotations
+from collectors.otel.bridge_metrics import BridgeMetrics
 from collectors.otel.scoring import Scorer, ScoringFailed
 from collectors.otel.spool import Spool, SpoolFull
 from logllm_plugin.records import LogRecord
@@ -80,7 +81,8 @@ def set_attributes(record: logs_pb2.LogRecord, values: dict) -> None:
 class _Forwarder:
     """Sends annotated records downstream, retrying (with backoff) until they are accepted."""
 
-    def __init__(self, target: str, stop: threading.Event, timeout_s: float = 10.0):
+    def __init__(self, target: str, stop: threading.Event, on_failure=lambda: None, timeout_s: float = 10.0):
+        self._on_failure = on_failure
         self._channel = grpc.insecure_channel(target)
         self._export = self._channel.unary_unary(
             EXPORT, request_serializer=logs_service.ExportLogsServiceRequest.SerializeToString,
@@ -102,6 +104,7 @@ class _Forwarder:
                                    response.partial_success.error_message)
                 return True
             except grpc.RpcError as exc:
+                self._on_failure()
                 logger.warning("downstream export failed (%s); retrying in %.1f s", exc.code().name, backoff)
             if self._stop.wait(backoff):
                 return False
@@ -156,7 +159,9 @@ class OtlpBridge:
         self._tick_s = tick_s
         self._stop = threading.Event()
         self._flush = threading.Event()  # stop(flush=True): close open sequences once the spool is drained
-        self._forwarder = _Forwarder(forward, self._stop)
+        self.metrics = BridgeMetrics(lambda: self.spool.pending_bytes, spool_max_bytes,
+                                     lambda: self._sequencer.open_sequences)
+        self._forwarder = _Forwarder(forward, self._stop, on_failure=self.metrics.downstream_failures.inc)
         self._items: dict[int, _Item] = {}
         self._ids = itertools.count(1)
         self._outstanding: dict[int, int] = {}  # spool entry → records not yet forwarded
@@ -196,20 +201,25 @@ class OtlpBridge:
         self._worker.join(10)
         self._forwarder.close()
         self.spool.close()
+        self.metrics.close()
 
     # -- Export --------------------------------------------------------------------------------------
     def _export(self, data: bytes, context) -> logs_service.ExportLogsServiceResponse:
         if len(data) > self._max_request_bytes:
+            self.metrics.requests.labels("too_large").inc()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"request is {len(data)} bytes; the limit is {self._max_request_bytes}")
         try:
             logs_service.ExportLogsServiceRequest.FromString(data)
         except Exception as exc:  # malformed: answered, never spooled, never a crash
+            self.metrics.requests.labels("malformed").inc()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid ExportLogsServiceRequest: {exc}")
         try:
             self.spool.append(data)
         except SpoolFull as exc:
+            self.metrics.requests.labels("busy").inc()
             context.abort(grpc.StatusCode.UNAVAILABLE, f"bridge busy: {exc}")
+        self.metrics.requests.labels("accepted").inc()
         return logs_service.ExportLogsServiceResponse()
 
     # -- worker --------------------------------------------------------------------------------------
@@ -251,10 +261,12 @@ class OtlpBridge:
                     closed.extend(self._sequencer.add(
                         LogRecord(message=any_value_text(record.body), key=key, attributes=attributes,
                                   source_line=ident), now_s=now))
+        self.metrics.records_received.inc(self._outstanding[seq])
         self._ack_done()
         return closed
 
     def _deliver(self, sequences) -> bool:
+        started = time.monotonic()
         try:
             verdicts, status = self._scorer([s.lines for s in sequences], self._score_timeout_s), STATUS_OK
         except ScoringFailed as exc:
@@ -263,6 +275,7 @@ class OtlpBridge:
         except Exception as exc:
             verdicts, status = [None] * len(sequences), STATUS_REJECTED
             logger.warning("scoring failed (%s); forwarding unscored", exc)
+        self.metrics.scoring_seconds.observe(time.monotonic() - started)
         items = []
         for sequence, verdict in zip(sequences, verdicts):
             for position, ident in enumerate(sequence.source_lines):
@@ -275,6 +288,7 @@ class OtlpBridge:
             del self._items[ident]
             self._outstanding[item.entry] -= 1
         self.forwarded += len(items)
+        self.metrics.records_forwarded.labels(status).inc(len(items))
         self._ack_done()
         return True
 

@@ -170,3 +170,42 @@ def test_a_bridge_killed_before_forwarding_replays_its_spool_on_restart(scorer, 
     receiver.stop()
     assert [attr(r, "n") for r in receiver.records] == list(range(9))
     assert not list((tmp_path / "spool").glob("segment-*.log"))[1:]  # acknowledged segments are gone
+
+
+def scrape(port) -> dict:
+    """/metrics over HTTP, as {'name{labels}': value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
+def test_metrics_show_the_spool_filling_while_downstream_is_down_and_draining_after(scorer, tmp_path):
+    receiver = Receiver(fail_first=6)  # the first 6 forwards fail: the spool holds the records meanwhile
+    bridge = bridge_for(receiver, scorer, tmp_path, max_lines=5, spool_max_bytes=1 << 20)
+    metrics_port = bridge.metrics.serve("127.0.0.1", 0)
+    for k in range(4):
+        send(bridge.port, export_request("api", [f"job {k}.{i} done" for i in range(5)], 5 * k))
+    with grpc.insecure_channel(f"127.0.0.1:{bridge.port}") as channel, pytest.raises(grpc.RpcError):
+        channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")(b"\xff\xff", timeout=5)
+    during = scrape(metrics_port)
+    assert during["logllm_bridge_spool_pending_bytes{}"] > 0
+    assert during["logllm_bridge_spool_limit_bytes{}"] == 1 << 20
+    assert during["logllm_bridge_export_requests_total{outcome=accepted}"] == 4
+    assert during["logllm_bridge_export_requests_total{outcome=malformed}"] == 1
+    wait_for(lambda: len(receiver.records) == 20)
+    wait_for(lambda: scrape(metrics_port)["logllm_bridge_spool_pending_bytes{}"] == 0)
+    after = scrape(metrics_port)
+    bridge.stop()
+    receiver.stop()
+    assert after["logllm_bridge_records_received_total{}"] == 20
+    assert after["logllm_bridge_records_forwarded_total{status=ok}"] == 20
+    assert after["logllm_bridge_downstream_failures_total{}"] >= 6
+    assert after["logllm_bridge_open_sequences{}"] == 0

@@ -264,17 +264,30 @@ class BridgeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logllm_plugin", "otel", "bridge", "--listen", f"127.0.0.1:{port}",
              "--forward", f"127.0.0.1:{forward_port}", "--model", str(model_dir), "--spool", str(spool),
-             "--key-attribute", key_attribute, "--idle-s", str(idle_s)],
+             "--key-attribute", key_attribute, "--idle-s", str(idle_s), "--metrics-port", "0"],
             stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
+        self.metrics_url = None
 
         def read():
+            import json
+
             for line in self.proc.stderr:
-                if '"bridge listening"' in line:
+                if '"bridge metrics"' in line:  # logged after "bridge listening": the bridge is up
+                    self.metrics_url = json.loads(line)["url"]
                     ready.set()
 
         threading.Thread(target=read, daemon=True).start()
         assert ready.wait(120), "the bridge did not start"
+
+    def metric(self, name):
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples if sample.name == name)
 
     def kill(self):
         self.proc.kill()
@@ -305,6 +318,8 @@ def test_collector_bridge_collector_annotates_every_line_once_in_order(otelcol_b
             lines = append_lines(log_file, 0, 150)
             arrived = out.wait_for(150, 90)
             time.sleep(0.5)
+            forwarded = bridge.metric("logllm_bridge_records_forwarded_total")
+            pending = bridge.metric("logllm_bridge_spool_pending_bytes")
         bridge.stop()
     assert arrived, col.log_text()[-4000:]
     assert out.bodies() == lines  # once each, in order
@@ -312,6 +327,7 @@ def test_collector_bridge_collector_annotates_every_line_once_in_order(otelcol_b
     assert {a["logllm.status"] for a in attrs} == {"ok"}
     assert {a["logllm.anomaly.label"] for a in attrs} <= {"normal", "anomalous"}
     assert all(a["logllm.sequence.key"] == "app.log" for a in attrs)
+    assert (forwarded, pending) == (150, 0)  # the bridge's /metrics agree with what arrived
 
 
 def test_killing_and_restarting_the_bridge_mid_stream_loses_nothing(otelcol_binary, seed_model_dir, tmp_path):
