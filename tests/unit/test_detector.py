@@ -77,3 +77,22 @@ def test_directory_that_is_not_a_model_is_refused_clearly(tmp_path):
 def test_an_empty_sequence_is_rejected(detector):
     with pytest.raises(ValueError, match="at least one line"):
         detector.detect([[]])
+
+
+def test_repeated_sequences_are_scored_once_and_get_the_verdict_they_get_alone(detector, monkeypatch):
+    seqs = list(read_sequences(DATA / "seed_test.jsonl"))[:12]
+    alone = [detector.detect([s])[0] for s in seqs]
+    calls = []
+    real = detector.score_batch
+    monkeypatch.setattr(detector, "score_batch", lambda batch: calls.append(len(batch.sequences)) or real(batch))
+    batch = [seqs[i % 12] for i in range(60)]  # each sequence five times, interleaved
+    together = detector.detect(batch)
+    assert calls == [12]
+    for i, verdict in enumerate(together):
+        expected = alone[i % 12]
+        assert verdict.id == batch[i].id
+        assert (verdict.label, verdict.evidence, verdict.category, verdict.novel_templates) == \
+            (expected.label, expected.evidence, expected.category, expected.novel_templates)
+        assert verdict.score == pytest.approx(expected.score, abs=1e-5)
+    together[0].evidence.append(99)  # verdicts of repeated sequences do not share mutable state
+    assert 99 not in together[12].evidence

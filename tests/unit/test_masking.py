@@ -1,0 +1,62 @@
+"""The token-by-token masker must give exactly what one regex pass over the whole line gives."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logllm_plugin.masking import MASKS, TOKEN_CACHE_SIZE, LineMasker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bundled_lines():
+    lines = (ROOT / "tests" / "data" / "hdfs_400.log").read_text(encoding="utf-8").splitlines()
+    for name in ("tests/data/seed_train.jsonl", "tests/data/seed_test.jsonl", "examples/requests.jsonl"):
+        for row in (ROOT / name).read_text(encoding="utf-8").splitlines():
+            lines.extend(json.loads(row)["lines"])
+    return lines
+
+
+def test_token_masking_equals_the_whole_line_pass_on_every_bundled_line():
+    masker = LineMasker(MASKS)
+    lines = bundled_lines()
+    assert len(lines) > 3000
+    assert [masker.mask(line) for line in lines] == [masker.mask_whole_line(line) for line in lines]
+    assert any("<*>" in masker.mask(line) for line in lines)
+
+
+# Pieces that exercise every mask, its look-arounds and the spaced timestamp, joined by odd spacing.
+PIECES = st.sampled_from([
+    "2024-05-01 12:00:00", "2024-05-01T12:00:00.123Z", "2024-05-01 12:00", "[2025-07-13 10:13:17.013]",
+    "10.0.0.1", "10.0.0.1:8080", "1.2.3", "fe80::1:2:3", "a:b:c", "user@example.com", "0xDEADbeef",
+    "/var/log/app.log", "a/b/c", "//x", "deadbeefcafe1234", "123e4567-e89b-12d3-a456-426614174000",
+    "blk_-123", "(42)", "key=val1", "INFO", "ERROR", "cache", "x2025-07-13", "-", ".", ":", "é", "日志",
+    "\t", "  ", "\u00a0", "ü1",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(PIECES, st.text(max_size=12)), max_size=14),
+       st.lists(st.sampled_from([" ", "", "  ", "\t", ",", ":"]), min_size=14, max_size=14))
+def test_token_masking_equals_the_whole_line_pass_on_generated_lines(pieces, separators):
+    line = "".join(p + s for p, s in zip(pieces, separators))
+    masker = LineMasker(MASKS)
+    assert masker.mask(line) == masker.mask_whole_line(line)
+    assert masker.mask(line) == masker.mask_whole_line(line)  # again, from the token cache
+
+
+def test_other_mask_lists_take_the_whole_line_pass():
+    masker = LineMasker([[r"\d+ \d+", "*"]])  # a mask that spans a space: tokens would miss it
+    assert masker.mask("took 12 34 ms") == "took <*> ms"
+
+
+def test_the_token_cache_stays_bounded():
+    masker = LineMasker(MASKS)
+    for n in range(TOKEN_CACHE_SIZE + 10):
+        masker.mask(f"tok{n}x")
+    assert len(masker._tokens) <= TOKEN_CACHE_SIZE
+    assert masker.mask("tok5x") == "<*>"
