@@ -104,6 +104,42 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
     _run(work)
 
 
+@bench.command("pipeline")
+@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Logs to push through: sequence JSONL/JSON, record JSONL or text (format sniffed).")
+@click.option("--key-regex", help="Text logs: the sequence key in each line (e.g. 'blk_-?\\d+').")
+@click.option("--repeat", type=click.IntRange(1, 50), default=3, show_default=True, help="Warm passes (median reported).")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=512, show_default=True,
+              help="Sequences per model call, as the bridge batches them.")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch intra-op threads (default: torch's choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
+def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, as_json):
+    """Lines/s read → sequence → template → embed → score, warm and cold, beside Drain3 alone."""
+    def work():
+        import torch
+
+        from logllm_plugin.benchmarks.pipeline import run_pipeline_bench
+
+        if threads:
+            torch.set_num_threads(threads)
+
+        read_kwargs = {"key_regex": key_regex} if key_regex else {}
+        result = run_pipeline_bench(model_dir=model_dir, data_path=data_path, repeat=repeat, batch=batch,
+                                    read_kwargs=read_kwargs, progress=lambda m: click.echo(m, err=True))
+        if not as_json:
+            click.echo(f"{result['lines']:,} lines, {result['sequences']:,} sequences "
+                       f"({result['anomalous_sequences']:,} anomalous) on {result['cpu_count']} CPUs")
+            click.echo(f"pipeline warm: {result['lines_per_s']:,} lines/s   cold: {result['cold_lines_per_s']:,} lines/s")
+            click.echo(f"Drain3 alone:  {result['baseline_lines_per_s']:,} lines/s   "
+                       f"ratio {result['ratio_to_baseline']}")
+            click.echo(f"one sequence alone: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+                       f"peak RSS {result['peak_rss_mb']} MB")
+        click.echo(json.dumps(result) if as_json else "")
+
+    _run(work)
+
+
 @bench.command("bridge")
 @click.option("--model", "model_dir", help="Model scoring inside the bridge (default: the embedded model).")
 @click.option("--data", "data_path", help="Log lines to send (default: the bundled sample's lines).")

@@ -85,5 +85,8 @@ class LineMasker:
             out.append(masked)
         return " ".join(out)
 
+    def clear_cache(self) -> None:
+        self._tokens.clear()
+
     def mask_whole_line(self, line: str) -> str:
         return " ".join(self._regex.sub(PARAM, line).split())
