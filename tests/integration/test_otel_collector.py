@@ -422,3 +422,71 @@ def test_known_anomalous_sequences_come_out_anomalous_through_the_collector(otel
     normals = [sid for sid, r in expected.items() if r["label"] == 0]
     assert sum(flagged[s] for s in anomalies) >= 0.9 * len(anomalies), flagged
     assert sum(flagged[s] for s in normals) <= 0.1 * len(normals), flagged
+
+
+def sharded_config(files, ports, otlp_port, out_port, health_port):
+    """One pipeline per source file, each to its own bridge; one pipeline for what they forward."""
+    return f"""
+receivers:
+  file_log/api: {{include: [{files['api']}], start_at: beginning, poll_interval: 100ms}}
+  file_log/db: {{include: [{files['db']}], start_at: beginning, poll_interval: 100ms}}
+  otlp:
+    protocols:
+      grpc: {{endpoint: 127.0.0.1:{otlp_port}}}
+processors:
+  batch: {{timeout: 200ms, send_batch_size: 50, send_batch_max_size: 50}}
+exporters:
+  otlp_grpc/bridge-api:
+    endpoint: 127.0.0.1:{ports['api']}
+    tls: {{insecure: true}}
+    sending_queue: {{enabled: true, num_consumers: 1}}
+  otlp_grpc/bridge-db:
+    endpoint: 127.0.0.1:{ports['db']}
+    tls: {{insecure: true}}
+    sending_queue: {{enabled: true, num_consumers: 1}}
+  otlp_grpc/out:
+    endpoint: 127.0.0.1:{out_port}
+    tls: {{insecure: true}}
+    sending_queue: {{enabled: true, num_consumers: 1}}
+extensions:
+  health_check: {{endpoint: 127.0.0.1:{health_port}}}
+service:
+  extensions: [health_check]
+  telemetry: {{metrics: {{level: none}}}}
+  pipelines:
+    logs/api: {{receivers: [file_log/api], processors: [batch], exporters: [otlp_grpc/bridge-api]}}
+    logs/db: {{receivers: [file_log/db], processors: [batch], exporters: [otlp_grpc/bridge-db]}}
+    logs/annotated: {{receivers: [otlp], exporters: [otlp_grpc/out]}}
+"""
+
+
+def test_two_bridges_each_own_a_share_of_the_sources_and_nothing_is_lost(otelcol_binary, seed_model_dir, tmp_path):
+    """Scale-out without the load_balancing exporter: one collector pipeline per group of sources,
+    each exporting to its own bridge; both bridges forward to the same annotated pipeline. A
+    sequence's lines come from one source, so each bridge sees whole sequences."""
+    files = {name: tmp_path / f"{name}.log" for name in ("api", "db")}
+    for path in files.values():
+        path.write_text("")
+    ports = {name: free_port() for name in files}
+    otlp_port, health_port = free_port(), free_port()
+    with OtlpLogsReceiver() as out:
+        bridges = {name: BridgeProcess(ports[name], otlp_port, tmp_path / f"spool-{name}", seed_model_dir)
+                   for name in files}
+        config = sharded_config(files, ports, otlp_port, out.port, health_port)
+        with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
+            lines = {name: append_lines(path, 1000 * k, 90) for k, (name, path) in enumerate(files.items())}
+            arrived = out.wait_for(180, 90)
+            time.sleep(0.5)
+            forwarded = {name: bridge.metric("logllm_bridge_records_forwarded_total")
+                         for name, bridge in bridges.items()}
+        for bridge in bridges.values():
+            bridge.stop()
+    assert arrived, col.log_text()[-4000:]
+    assert len(out.records) == 180
+    assert forwarded == {"api": 90, "db": 90}  # each bridge scored its own share
+    for name, path in files.items():
+        mine = [(body, attrs) for body, attrs in out.records if attrs["logllm.sequence.key"] == path.name]
+        assert [body for body, _ in mine] == lines[name]  # once each, in order per source
+        assert {a["logllm.status"] for _, a in mine} == {"ok"}
+        positions = [int(a["logllm.sequence.position"]) for _, a in mine]
+        assert positions[:15] == list(range(15))  # whole sequences, not cut between bridges
