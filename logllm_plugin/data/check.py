@@ -77,7 +77,7 @@ def load_parts(paths: Sequence[str]) -> tuple[list[Part], list[tuple[str, ReadRe
         only = parts[0]
         names = sorted({s.split or "(none)" for s in only.sequences}, key=_part_order)
         parts = [Part(n, [s for s in only.sequences if (s.split or "(none)") == n]) for n in names]
-    return parts, reports
+    return sorted(parts, key=lambda p: _part_order(p.name)), reports
 
 
 def _part_order(name: str) -> tuple[int, str]:
@@ -124,7 +124,9 @@ def check(paths: Sequence[str], *, allow_unlabeled: bool = False) -> CheckResult
     for p in parts:
         result.summary["parts"][p.name] = _part_summary(
             p, [masked_keys[id(s)] for s in p.sequences], [drain_keys[id(s)] for s in p.sequences])
-    result.summary["templates"] = len(store)
+    # Ids the lookup actually assigns (Drain keeps early, more specific clusters that later lines
+    # no longer match): the templates a model trained on these parts would see.
+    result.summary["templates"] = len({t for key in drain_keys.values() for t in key})
     result.summary["read"] = {path: _read_summary(r) for path, r in reports}
     _read_findings(result, reports)
     _label_findings(result, parts, all_seqs, allow_unlabeled)
