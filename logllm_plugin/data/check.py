@@ -192,6 +192,13 @@ def _conflicts(result: CheckResult, parts: Sequence[Part], drain_keys: dict, mas
     by_drain = conflict_stats([drain_keys[id(s)] for s in seqs], labels)
     name = target.name if target else "all"
     result.summary["conflicts"] = {"part": name, "masked_lines": by_masked.to_dict(), "template_ids": by_drain.to_dict()}
+    if target is not None:  # the whole data set as well: conflicts there are label noise in training too
+        everything = [s for p in parts for s in p.sequences if s.label is not None]
+        result.summary["conflicts"]["all_parts"] = {
+            "masked_lines": conflict_stats([masked_keys[id(s)] for s in everything],
+                                           [int(s.label) for s in everything]).to_dict(),
+            "template_ids": conflict_stats([drain_keys[id(s)] for s in everything],
+                                           [int(s.label) for s in everything]).to_dict()}
     same = by_drain.to_dict() == by_masked.to_dict()
     grains = [("template ids (and masked lines)", by_drain)] if same else [("template ids", by_drain),
                                                                            ("masked lines", by_masked)]

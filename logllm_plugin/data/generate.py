@@ -112,9 +112,10 @@ _EXPLICIT: dict[str, tuple[str, tuple[tuple[str, str], ...], int, str]] = {
         ("ERROR", "missing required parameter {env_var} in environment; config revision {rev} not applied"),
     ), 500, "The required setting {env_var} is missing from the environment, so the config could not load."),
     "database_error": ("db_acquire", (
-        ("ERROR", "could not connect to database {db_host}:5432: connection refused"),
+        ("ERROR", "database {db_host}:5432 rejected a new connection: too many connections for role app"),
         ("ERROR", "db pool: no connection available after {timeout_ms} ms"),
-    ), 503, "The database at {db_host} refused connections, so no connection could be acquired."),
+    ), 503, "The database at {db_host} accepted no new connection (too many connections), so the request "
+            "could not get one."),
 }
 
 
