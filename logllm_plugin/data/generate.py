@@ -300,10 +300,12 @@ def _one(rng: random.Random, opts: GenerateOptions, index: int, start: datetime)
         fail_at, errors, status, explanation = _EXPLICIT[category]
         roles = _flow(rng, (fail_at,))
         roles = roles[: roles.index(fail_at) + (0 if fail_at in ("auth", "config", "db_acquire") else 1)]
+        room = MAX_LINES - len(roles) - len(errors) - 1  # noise must not push the error past the last line
         for i, role in enumerate(roles):
             b.add(*_STEPS[role])
-            if i and i < len(roles) - 1 and noisy and rng.random() < 0.3:
+            if room > 0 and i and i < len(roles) - 1 and noisy and rng.random() < 0.3:
                 b.add(*rng.choice(_NOISE))
+                room -= 1
         for level, text in errors:
             b.add(level, text, evidence=True)
         params["status"] = status
@@ -326,12 +328,12 @@ def _one(rng: random.Random, opts: GenerateOptions, index: int, start: datetime)
     row: dict[str, Any] = {
         "id": f"gen{opts.seed}-{index:06d}",
         "key": params["trace"],
-        "lines": b.lines[:MAX_LINES],
+        "lines": b.lines,
         "label": int(anomalous),
         "category": category,
         "anomaly_kind": kind,
         "explanation": explanation.format(**params) if explanation else None,
-        "line_labels": [int(i in b.evidence) for i in range(min(len(b.lines), MAX_LINES))] if anomalous else None,
+        "line_labels": [int(i in b.evidence) for i in range(len(b.lines))] if anomalous else None,
         "source": f"logllm-plugin data generate (seed {opts.seed})",
     }
     return {k: v for k, v in row.items() if v is not None}
