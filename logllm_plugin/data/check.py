@@ -146,15 +146,19 @@ def _read_summary(r: ReadReport) -> dict[str, Any]:
             "skipped_empty": r.skipped_empty, "bad_labels": r.bad_labels, "problems": r.problems[:5]}
 
 
+def _first(report: ReadReport, *needles: str) -> str:
+    found = next((p for p in report.problems if any(n in p for n in needles)), None)
+    return f" (first: {found})" if found else ""
+
+
 def _read_findings(result: CheckResult, reports: Sequence[tuple[str, ReadReport]]) -> None:
     for path, r in reports:
-        first = f" (first: {r.problems[0]})" if r.problems else ""
         if r.skipped_malformed:
             result.errors.append(f"{path}: {r.skipped_malformed} lines/items are not sequences and were skipped "
-                                 f"(malformed JSON or mixed formats){first}")
+                                 f"(malformed JSON or mixed formats){_first(r, 'malformed', 'skipped')}")
         if r.invalid_utf8_lines:
             result.warnings.append(f"{path}: {r.invalid_utf8_lines} lines are not valid UTF-8 (bad bytes read as "
-                                   f"U+FFFD){first}")
+                                   f"U+FFFD){_first(r, 'invalid UTF-8')}")
         if r.bad_labels:
             result.warnings.append(f"{path}: {r.bad_labels} labels are not 0/1/normal/anomalous and count as missing")
 
