@@ -207,7 +207,7 @@ def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base):
         from collections import Counter
 
         from logllm_plugin.data.io import write_jsonl
-        from logllm_plugin.data.llm_pairs import chat_rows
+        from trainers.llm_pairs import chat_rows
         from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequences
         from trainers.llm_data import LLMTrainingError
 

@@ -8,7 +8,7 @@ import pytest
 from logllm_plugin.analyzers.prompt import parse_answer
 from logllm_plugin.data.generate import GenerateOptions, generate
 from logllm_plugin.data.io import write_jsonl
-from logllm_plugin.data.llm_pairs import chat_rows, knowledge_base_suggestions
+from trainers.llm_pairs import chat_rows, knowledge_base_suggestions
 from logllm_plugin.readers import read_sequences
 from trainers.llm_data import LLMTrainingError, build_pairs
 

@@ -1,5 +1,7 @@
 """Chat-format prompt/response pairs from labeled sequences (`data llm-pairs`).
 
+Lives in trainers/ because it builds on llm_data (logllm_plugin never imports trainers).
+
 The pairs are exactly what `train llm` trains on (trainers/llm_data.build_pairs): the analyzer's
 system + user prompt for an anomalous sequence, and the JSON answer (category, summary,
 suggestion, evidence) as the assistant turn. Written as {"messages": [...]} JSONL, the format
@@ -15,6 +17,7 @@ from typing import Any, Optional, Sequence
 from logllm_plugin.analyzers.knowledge_base import load_knowledge_base
 from logllm_plugin.analyzers.prompt import answer_json
 from logllm_plugin.records import LogSequence
+from trainers.llm_data import build_pairs
 
 
 def knowledge_base_suggestions(path: Optional[str] = None) -> dict[str, str]:
@@ -28,8 +31,6 @@ def chat_rows(sequences: Sequence[LogSequence], *, max_lines: Optional[int] = No
 
     Raises trainers.llm_data.LLMTrainingError when there is no labeled anomaly.
     """
-    from trainers.llm_data import build_pairs
-
     options = {"max_lines": max_lines} if max_lines else {}
     pairs = build_pairs(sequences, suggestions=knowledge_base_suggestions(knowledge_base), **options)
     return [{
