@@ -75,7 +75,8 @@ def convert_cmd(source, target, in_path, out_path, key_regex, window, line_regex
 
     \b
     text           plain lines; --key-regex or --window N (optional --key-labels CSV)
-    loghub         line-labeled loghub logs (BGL, Thunderbird...): first column "-" normal, else anomalous
+    loghub         line-labeled loghub logs (BGL, Thunderbird...): first column "-" normal, else anomalous;
+                   also loghub *_structured.csv (Content, Label columns)
     jsonl-records  one JSON record a line; grouped by trace id/key, --key-field or --window
     seed-json      the original LogLLM project's JSON arrays
     """

@@ -6,7 +6,8 @@ Sources, all read by `logllm_plugin.readers` (nothing here parses a log line its
                  HDFS anomaly_label.csv)
   loghub         loghub's line-labeled logs (BGL, Thunderbird, Spirit, Liberty): the first column
                  is the label, "-" normal, an alert tag anomalous; a sequence is anomalous when any
-                 of its lines is, and keeps the per-line labels
+                 of its lines is, and keeps the per-line labels. loghub's `*_structured.csv`
+                 (LineId, ..., Content[, Label]) is read too.
   jsonl-records  one record a line (OTel/ECS-ish JSON), grouped by its trace id / key, a chosen
                  attribute, or windows; a record's `label` becomes a line label
   seed-json      the original LogLLM project's JSON arrays (sequence_id / log_entries / label and
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from logllm_plugin.readers import (InputError, ReadReport, detect_format, loghub_label, parse_label, read_records,
-                                   read_sequences)
+from logllm_plugin.readers import (InputError, ReadReport, detect_format, is_structured_csv, loghub_label,
+                                   parse_label, read_records, read_sequences, read_structured_csv)
 from logllm_plugin.records import LogRecord, LogSequence
 from logllm_plugin.sequencer import SequencerConfig, sequences_from_records
 
@@ -167,6 +168,9 @@ def convert(path: str, opts: ConvertOptions) -> ConvertResult:
     stem = "stdin" if path == "-" else Path(path).stem
     if opts.source == "seed-json":
         sequences = list(read_sequences(path, None if path == "-" else detect_format(path), report))
+    elif opts.source == "loghub" and is_structured_csv(path):
+        records = read_structured_csv(path, key_regex=opts.key_regex, report=report)
+        sequences = _group(records, opts, stem)
     else:
         line_regex = opts.line_regex or (LOGHUB_LINE_REGEX if opts.source == "loghub" else None)
         records = read_records(path, _READER_FORMAT[opts.source], line_regex=line_regex, key_regex=opts.key_regex,

@@ -132,3 +132,20 @@ def test_a_file_of_another_format_is_refused_with_the_right_source_named(source,
 def test_text_without_a_key_or_window_is_refused():
     with pytest.raises(InputError, match="needs --key-regex .* or --window N"):
         convert(str(DATA / "hdfs_400.log"), ConvertOptions("text"))
+
+
+def test_loghub_structured_csv_reads_content_labels_and_times(tmp_path):
+    path = tmp_path / "BGL_2k.log_structured.csv"
+    path.write_text(
+        "LineId,Label,Timestamp,Level,Component,Content,EventId\n"
+        "1,-,1117838570,INFO,KERNEL,\"instruction cache parity error corrected, 3 times\",E77\n"
+        "2,KERNDTLB,1117838573,FATAL,KERNEL,data TLB error interrupt,E12\n"
+        "3,-,1117838575,INFO,KERNEL,generating core.2275,E5\n")
+    seqs = convert(str(path), ConvertOptions("loghub", window=10)).sequences
+    assert len(seqs) == 1 and seqs[0].label == 1 and seqs[0].line_labels == [0, 1, 0]
+    assert seqs[0].lines[0] == "instruction cache parity error corrected, 3 times"
+    assert seqs[0].source_lines == [2, 3, 4]
+    bad = tmp_path / "bad_structured.csv"
+    bad.write_text("LineId,Label,Content\n1,-,fine\n2,-,one,column,too,many\n")
+    with pytest.raises(InputError, match="line 3: 6 columns, the header has 3"):
+        convert(str(bad), ConvertOptions("loghub", window=10))
