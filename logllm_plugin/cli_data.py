@@ -56,7 +56,7 @@ def generate_cmd(out_path, n, anomaly_rate, silent_rate, noise_rate, seed, categ
 
 @data.command("convert")
 @click.option("--from", "source", required=True, type=click.Choice(["text", "loghub", "jsonl-records", "seed-json"]),
-              help="What the input is (see below).")
+              help="What the input is (see above).")
 @click.option("--to", "target", type=click.Choice(["sequences"]), default="sequences", show_default=True)
 @click.option("--in", "in_path", required=True, help="Input file, or - for stdin.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Sequence JSONL to write.")
