@@ -2,7 +2,8 @@
 
 Four formats, sniffed from the first non-empty lines (`detect_format`):
   sequence_jsonl  one sequence a line: {"id", "lines": [...], "label", ...}
-  sequence_json   a JSON array of such objects (seed data: sequence_id / log_entries / label)
+  sequence_json   a JSON array of such objects (seed data: sequence_id / log_entries / label, or
+                  the seed's fine-tuning items: prompt / input / output)
   record_jsonl    one record a line: {"line" | "message" | "body" | "msg": str, ...}
   text            one record a line, optionally parsed by a regex
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Union
+from typing import IO, Any, Callable, Iterator, Optional, Union
 
 from logllm_plugin.records import LogRecord, LogSequence
 
@@ -218,6 +219,13 @@ def parse_label(value: Any) -> Optional[int]:
     raise ValueError(f"label {value!r} is not 0/1/normal/anomalous")
 
 
+def loghub_label(value: Any) -> Optional[int]:
+    """loghub's label column (BGL, Thunderbird, Spirit, Liberty): "-" is normal, an alert tag anomalous."""
+    if value is None or not str(value).strip():
+        return None
+    return 0 if str(value).strip() == "-" else 1
+
+
 def parse_timestamp(value: Any) -> Optional[float]:
     """Seconds since the epoch from epoch numbers (s/ms/us/ns) or ISO-8601; None when unparseable.
 
@@ -343,9 +351,33 @@ def _json_array_objects(lines: _Lines, report: ReadReport) -> Iterator[tuple[str
         yield f"item {index}", index, obj
 
 
+def _from_unified(obj: dict[str, Any]) -> dict[str, Any]:
+    """The original project's fine-tuning items ({prompt, input: fenced log lines, output: JSON
+    {status, category}}) as a plain sequence object; other objects are returned unchanged."""
+    if "lines" in obj or "log_entries" in obj or not isinstance(obj.get("input"), str):
+        return obj
+    body = obj["input"].strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
+    item: dict[str, Any] = {**obj, "lines": [line for line in body.splitlines() if line.strip()]}
+    try:
+        answer = json.loads(obj.get("output") or "{}")
+    except (TypeError, ValueError):
+        answer = {}
+    if isinstance(answer, dict):
+        status = str(answer.get("status", "")).strip().lower()
+        item["label"] = {"normal": 0, "abnormal": 1, "anomalous": 1}.get(status, answer.get("status"))
+        if item["label"] == 1 and answer.get("category") not in (None, "", "None"):
+            item["category"] = answer["category"]
+    return item
+
+
 def _to_sequence(
     obj: Any, default_id: str, where: str, report: ReadReport, max_chars: int
 ) -> Optional[LogSequence]:
+    if isinstance(obj, dict):
+        obj = _from_unified(obj)
     raw_lines = _first(obj, ("lines", "log_entries"))[1] if isinstance(obj, dict) else None
     if not isinstance(obj, dict) or not isinstance(raw_lines, list) or not raw_lines:
         report.skipped_malformed += 1
@@ -368,6 +400,7 @@ def _to_sequence(
         split=_str(obj.get("split")),
         line_labels=_line_labels(obj.get("line_labels"), len(seq_lines), where, report),
         source_lines=source_lines,
+        explanation=_str(obj.get("explanation")),
     )
 
 
@@ -390,18 +423,20 @@ def read_records(
     path: PathLike, fmt: Optional[str] = None, *, line_regex: Optional[str] = None,
     key_regex: Optional[str] = None, report: Optional[ReadReport] = None,
     max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+    label_parser: Callable[[Any], Optional[int]] = parse_label,
 ) -> Iterator[LogRecord]:
     """Records from record_jsonl or text input (sniffed when fmt is None).
 
-    line_regex (text only) is searched in each line; its named groups key, timestamp, level and
-    message fill the record, and a line it does not match is kept whole as the message.
+    line_regex (text only) is searched in each line; its named groups key, timestamp, level,
+    message and label fill the record, and a line it does not match is kept whole as the message.
+    label_parser turns a text line's `label` group into 0/1 (`loghub_label` for loghub's column).
     key_regex: the first match in the raw line (its `key` group if any) becomes the record key.
     """
     line_re, key_re = _compile(line_regex, "line_regex"), _compile(key_regex, "key_regex")
     lines = _Lines(path)
     report = report if report is not None else ReadReport()
     report.fmt = _resolve_format(lines, fmt, RECORD_FORMATS, "read_records")
-    return _iter_records(lines, report, line_re, key_re, max_line_chars)
+    return _iter_records(lines, report, line_re, key_re, max_line_chars, label_parser)
 
 
 def _compile(pattern: Optional[str], name: str) -> Optional[re.Pattern[str]]:
@@ -414,6 +449,7 @@ def _compile(pattern: Optional[str], name: str) -> Optional[re.Pattern[str]]:
 def _iter_records(
     lines: _Lines, report: ReadReport, line_re: Optional[re.Pattern[str]],
     key_re: Optional[re.Pattern[str]], max_chars: int,
+    label_parser: Callable[[Any], Optional[int]] = parse_label,
 ) -> Iterator[LogRecord]:
     for lineno, text in _numbered(lines, report):
         if not text.strip():
@@ -422,7 +458,7 @@ def _iter_records(
         if report.fmt == "record_jsonl":
             record = _json_record(text, lineno, report)
         else:
-            record = _text_record(text, lineno, line_re, report)
+            record = _text_record(text, lineno, line_re, report, label_parser)
         if record is None:
             continue
         if key_re is not None and (m := key_re.search(text)) is not None:
@@ -434,7 +470,8 @@ def _iter_records(
 
 
 def _text_record(
-    text: str, lineno: int, line_re: Optional[re.Pattern[str]], report: ReadReport
+    text: str, lineno: int, line_re: Optional[re.Pattern[str]], report: ReadReport,
+    label_parser: Callable[[Any], Optional[int]] = parse_label,
 ) -> LogRecord:
     record = LogRecord(message=text, source_line=lineno)
     if line_re is None:
@@ -448,6 +485,12 @@ def _text_record(
     record.key, record.level = groups.get("key"), groups.get("level")
     if "timestamp" in groups:
         record.timestamp_s = _timestamp(groups["timestamp"], lineno, report)
+    if "label" in groups:
+        try:
+            record.label = label_parser(groups["label"])
+        except ValueError as exc:
+            report.bad_labels += 1
+            report.problem(f"line {lineno}: {exc}; kept as unlabeled")
     return record
 
 
@@ -490,3 +533,71 @@ def _json_record(text: str, lineno: int, report: ReadReport) -> Optional[LogReco
         label=_label_or_none(obj.get("label"), f"line {lineno}", report),
         source_line=lineno,
     )
+
+
+# ------------------------------------------------------------------------- loghub structured CSV
+def is_structured_csv(path: PathLike) -> bool:
+    """loghub's `*_structured.csv` (parser output): a header with LineId and Content columns."""
+    if str(path) == "-":
+        return False
+    head = _Lines(path).sniff(1)
+    first = head[0].removeprefix(_BOM).decode("utf-8", errors="replace") if head else ""
+    columns = {c.strip() for c in first.strip().split(",")}
+    return {"LineId", "Content"} <= columns
+
+
+def read_structured_csv(
+    path: PathLike, *, key_regex: Optional[str] = None, report: Optional[ReadReport] = None,
+    label_parser: Callable[[Any], Optional[int]] = loghub_label, max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+) -> Iterator[LogRecord]:
+    """Records from a loghub structured CSV: Content is the message, Label (when present) the line
+    label, Timestamp (epoch) the time, Level the level; the other columns become attributes.
+
+    key_regex is searched in Content. A row with the wrong number of columns is skipped and counted.
+    """
+    import csv
+
+    key_re = _compile(key_regex, "key_regex")
+    lines = _Lines(path)
+    report = report if report is not None else ReadReport()
+    report.fmt = "structured_csv"
+    return _iter_csv_records(lines, report, key_re, label_parser, max_line_chars, csv)
+
+
+def _iter_csv_records(lines: _Lines, report: ReadReport, key_re: Optional[re.Pattern[str]],
+                      label_parser: Callable[[Any], Optional[int]], max_chars: int, csv: Any) -> Iterator[LogRecord]:
+    numbered = _numbered(lines, report)
+    reader = csv.reader(text for _, text in numbered)
+    header = next(reader, None)
+    if not header or "Content" not in header:
+        raise InputError(f"{lines.path}: a structured CSV needs a header with a Content column")
+    header = [h.strip() for h in header]
+    content_at = header.index("Content")
+    for row in reader:
+        lineno = reader.line_num
+        if not row or not "".join(row).strip():
+            report.skipped_empty += 1
+            continue
+        if len(row) != len(header):
+            report.skipped_malformed += 1
+            report.problem(f"line {lineno}: {len(row)} columns, the header has {len(header)}")
+            continue
+        fields = dict(zip(header, row))
+        message = row[content_at]
+        record = LogRecord(message=message, level=fields.get("Level") or None, source_line=lineno,
+                           attributes={k: v for k, v in fields.items()
+                                       if k not in ("Content", "Label", "Timestamp", "Level")})
+        if "Timestamp" in fields:
+            record.timestamp_s = _timestamp(fields["Timestamp"], lineno, report)
+        if "Label" in fields:
+            try:
+                record.label = label_parser(fields["Label"])
+            except ValueError as exc:
+                report.bad_labels += 1
+                report.problem(f"line {lineno}: {exc}; kept as unlabeled")
+        if key_re is not None and (m := key_re.search(message)) is not None:
+            record.key = m.group("key") if "key" in key_re.groupindex else m.group(0)
+        _count_long(message, max_chars, f"line {lineno}", report)
+        report.records += 1
+        yield record
+    _finish(report, lines.path, report.records)

@@ -34,6 +34,7 @@ class LogSequence:
     short: bool = False  # closed by time before reaching min_lines
     line_labels: Optional[list[int]] = None
     source_lines: Optional[list[int]] = None  # input line numbers, parallel to `lines`
+    explanation: Optional[str] = None  # why it is anomalous, when the data says (LLM fine-tuning)
 
 
 @dataclass

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from logllm_plugin.analyzers.base import AnalysisItem
 from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, MAX_CATEGORY_CHARS,
-                                            MAX_EVIDENCE, answer_json, build_messages, parse_answer)
+                                            MAX_EVIDENCE, MAX_SUGGESTION_CHARS, MAX_SUMMARY_CHARS, answer_json,
+                                            build_messages, parse_answer)
 from logllm_plugin.records import LogSequence, Verdict
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,14 @@ def templated_answer(category: str, lines: Sequence[str], evidence: Sequence[int
 
 
 def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MAX_LINES,
-                max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> list[SupervisedPair]:
-    """One pair per labeled anomalous sequence; raises LLMTrainingError when there is none."""
+                max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+                suggestions: Optional[Mapping[str, str]] = None) -> list[SupervisedPair]:
+    """One pair per labeled anomalous sequence; raises LLMTrainingError when there is none.
+
+    The summary is the sequence's own `explanation` when the data has one (generated data does),
+    else templated; `suggestions` (category → advice, e.g. the knowledge base's) replace the
+    templated suggestion for the categories they name.
+    """
     pairs = []
     for seq in sequences:
         if seq.label != 1 or not seq.lines:
@@ -97,6 +104,10 @@ def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MA
         messages = build_messages(AnalysisItem(lines=list(seq.lines), verdict=verdict), max_lines=max_lines,
                                   max_line_chars=max_line_chars)
         answer = templated_answer(category, seq.lines, evidence)
+        if seq.explanation and seq.explanation.strip():
+            answer["summary"] = _excerpt(seq.explanation, MAX_SUMMARY_CHARS)
+        if suggestions and suggestions.get(category):
+            answer["suggestion"] = _excerpt(suggestions[category], MAX_SUGGESTION_CHARS)
         parse_answer(answer_json(answer), len(seq.lines))  # a target the analyzer would reject teaches nothing
         pairs.append(SupervisedPair(sequence_id=seq.id, messages=messages, answer=answer, n_lines=len(seq.lines)))
     if not pairs:

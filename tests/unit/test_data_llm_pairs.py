@@ -1,0 +1,52 @@
+"""`data llm-pairs`: the chat pairs `train llm` trains on, with the data's explanations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logllm_plugin.analyzers.prompt import parse_answer
+from logllm_plugin.data.generate import GenerateOptions, generate
+from logllm_plugin.data.io import write_jsonl
+from trainers.llm_pairs import chat_rows, knowledge_base_suggestions
+from logllm_plugin.readers import read_sequences
+from trainers.llm_data import LLMTrainingError, build_pairs
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "gen.jsonl"
+    write_jsonl(path, generate(GenerateOptions(n=120, seed=9)))
+    return list(read_sequences(path))
+
+
+def test_one_chat_row_per_anomaly_in_train_llm_format(sequences):
+    rows = chat_rows(sequences)
+    anomalies = [s for s in sequences if s.label == 1]
+    assert [r["id"] for r in rows] == [s.id for s in anomalies]
+    pairs = build_pairs(sequences)
+    for row, pair in zip(rows, pairs):
+        roles = [m["role"] for m in row["messages"]]
+        assert roles == ["system", "user", "assistant"]
+        assert row["messages"][:2] == pair.messages  # the very prompt train llm and the analyzer use
+
+
+def test_answers_parse_and_carry_category_explanation_evidence_and_kb_advice(sequences):
+    kb = knowledge_base_suggestions()
+    by_id = {s.id: s for s in sequences}
+    for row in chat_rows(sequences):
+        seq = by_id[row["id"]]
+        answer = json.loads(row["messages"][-1]["content"])
+        parse_answer(row["messages"][-1]["content"], len(seq.lines))  # the analyzer would accept it
+        assert answer["category"] == seq.category == row["category"]
+        assert answer["summary"] == seq.explanation
+        assert answer["evidence"] == [i for i, x in enumerate(seq.line_labels) if x]
+        if seq.category in kb:
+            assert answer["suggestion"] == kb[seq.category]
+        else:
+            assert answer["suggestion"]  # concurrency_conflict: the templated advice
+
+
+def test_data_without_anomalies_gives_no_pairs_and_says_why(sequences):
+    with pytest.raises(LLMTrainingError, match="no labeled anomalous sequences"):
+        chat_rows([s for s in sequences if s.label == 0])
