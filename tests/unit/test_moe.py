@@ -71,9 +71,38 @@ def test_dense_phase_averages_experts_and_has_no_aux_loss():
     model = MoESequenceClassifier(tiny()).eval()
     emb, mask, ids = torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 4, dtype=torch.long)
     dense = model(emb, mask, ids, dense=True)
-    gated = model(emb, mask, ids, dense=False)
+    gated = model.train()(emb, mask, ids, dense=False)  # the aux loss is a training signal
     assert dense.aux_loss.item() == 0.0 and gated.aux_loss.item() > 0.0
     assert dense.logits.shape == (2,) and dense.category_logits.shape == (2, 2)
+
+
+def test_inference_runs_only_the_routed_experts_and_matches_the_dense_mix():
+    torch.manual_seed(0)
+    model = MoESequenceClassifier(tiny(num_experts=4)).eval()
+    emb = torch.randn(3, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    moe = model.layers[0].moe
+    x = torch.randn(3, 5, moe.router.gate.in_features)
+    calls = []
+    for expert in moe.experts:
+        expert.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    with torch.no_grad():
+        routed, aux = moe(x, mask, dense=False)
+        weights, _ = moe.router(x)
+        dense_mix = (torch.stack([e(x) for e in moe.experts], dim=-2) * weights.unsqueeze(-1)).sum(-2)
+    assert aux.item() == 0.0
+    assert torch.allclose(routed[mask], dense_mix[mask], atol=1e-6)
+    assert torch.all(routed[~mask] == 0)  # padding is never computed
+    kept = int((weights[mask] > 0).sum())
+    assert sum(calls[:4]) == kept < 4 * int(mask.sum())  # each real line only through its kept experts
+    ids = torch.ones(3, 5, dtype=torch.long)
+    with torch.no_grad():
+        sparse = model(emb, mask, ids)
+        for layer in model.layers:  # the dense-mix branch (dropout is 0 here, so nothing else changes)
+            layer.moe.training = True
+        dense = model(emb, mask, ids)
+    assert torch.allclose(sparse.logits, dense.logits, atol=1e-5)
+    assert torch.allclose(sparse.category_logits, dense.category_logits, atol=1e-5)
 
 
 def test_original_paper_size_head_builds():
