@@ -26,6 +26,7 @@ from logllm_plugin.templates import TemplateStore
 logger = logging.getLogger(__name__)
 
 MAX_EVIDENCE = 3
+MAX_BATCH_TOKENS = 8192  # padded lines per model call (see _chunks_by_tokens)
 
 
 @dataclass
@@ -48,13 +49,26 @@ def forward_windows(model, items, table_t, batch_size: int, device=None) -> tupl
     cats = np.zeros((len(items), model.config.num_categories), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in _chunks_by_tokens(order, [len(items[i][0]) for i in order], batch_size):
             emb, mask, ids = pad_batch([items[i] for i in chunk], table_t, device)
             out = model(emb.to(dtype), mask, ids)
             logits[chunk] = out.logits.float().cpu().numpy()
             cats[chunk] = out.category_logits.float().cpu().numpy()
     return logits, cats
+
+
+def _chunks_by_tokens(order: list[int], lengths: list[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS):
+    """Split `order` (sorted by length) into model calls of at most `batch_size` windows and
+    `max_tokens` padded lines: attention memory grows with batch x length², so 256 windows of 256
+    lines would need ~270 MB for the scores alone, 256 windows of 15 lines a few."""
+    chunk: list[int] = []
+    for index, length in zip(order, lengths):
+        if chunk and (len(chunk) >= batch_size or (len(chunk) + 1) * max(length, 1) > max_tokens):
+            yield chunk
+            chunk = []
+        chunk.append(index)
+    if chunk:
+        yield chunk
 
 
 def best_windows(model, batch: FeaturizedBatch, batch_size: int, device=None):
