@@ -18,10 +18,10 @@ from logllm_plugin import __version__
 from logllm_plugin.artifacts import DETECTOR_FILE, ModelDirError, check_model_dir, read_json, weights_digest
 from logllm_plugin.config import EncoderConfig, TemplateConfig
 from logllm_plugin.encoder import LineEncoder
-from logllm_plugin.featurize import (FeaturizedBatch, distinct_sequences, featurize, novel_template_counts, pad_batch,
-                                     windows)
+from logllm_plugin.featurize import FeaturizedBatch, featurize, novel_template_counts, pad_batch, windows
 from logllm_plugin.records import LogSequence, Verdict
 from logllm_plugin.templates import TemplateStore
+from logllm_plugin.verdict_cache import Judgement, VerdictCache
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class DetectorSettings:
     threshold: float = 0.5
     model_version: str = ""
     batch_size: int = 256
+    verdict_cache_size: int = 50_000  # sequences remembered by their masked lines; 0: off
 
 
 def forward_windows(model, items, table_t, batch_size: int, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +106,7 @@ class Detector:
         self.max_positions = model.config.max_positions
         self.categories = list(model.config.categories)
         self.model_dir: Optional[Path] = None
+        self.verdict_cache = VerdictCache(settings.verdict_cache_size)
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -149,6 +151,7 @@ class Detector:
         import torch
 
         self.model.to({"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name])
+        self.verdict_cache.clear()  # half precision may move a score across the threshold
 
     # -- scoring -------------------------------------------------------------------------------
     def _forward(self, items, table_t):
@@ -203,7 +206,30 @@ class Detector:
         lines = [s.lines if isinstance(s, LogSequence) else list(s) for s in sequences]
         if any(len(x) == 0 for x in lines):
             raise ValueError("every sequence needs at least one line")
-        batch, owner = distinct_sequences(featurize(self.store, self.encoder, lines))
+        batch = featurize(self.store, self.encoder, lines)
+        threshold = self.settings.threshold
+        keys = [(threshold, batch.masked_lines(n)) for n in range(len(lines))]
+        judged: dict = {}
+        for key in keys:  # each distinct sequence once: from the cache, else from the model below
+            if key not in judged:
+                judged[key] = self.verdict_cache.get(key)
+        unjudged = [key for key, found in judged.items() if found is None]
+        if unjudged:
+            first = {}
+            for n, key in enumerate(keys):
+                first.setdefault(key, n)
+            todo = FeaturizedBatch([batch.sequences[first[key]] for key in unjudged], batch.table, batch.texts)
+            for key, judgement in zip(unjudged, self._judge(todo)):
+                judged[key] = judgement
+                self.verdict_cache.put(key, judgement)
+        return [
+            Verdict(id=ids[n], label=j.label, score=j.score, category=j.category, evidence=list(j.evidence),
+                    novel_templates=j.novel_templates, model_version=self.settings.model_version)
+            for n, j in ((n, judged[key]) for n, key in enumerate(keys))
+        ]
+
+    def _judge(self, batch: FeaturizedBatch) -> list[Judgement]:
+        """The model's verdict on every sequence of `batch` (all distinct)."""
         novel = novel_template_counts(batch)
         scored = self.score_batch(batch)
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
@@ -211,16 +237,14 @@ class Detector:
                      if scores[n] >= self.settings.threshold}
         evidence = self._evidence_all(batch, anomalous)
         return [
-            Verdict(
-                id=ids[i],
+            Judgement(
                 label="anomalous" if n in anomalous else "normal",
                 score=scores[n],
-                category=self._category(scored[n][1], n in anomalous),
-                evidence=list(evidence.get(n, [])),
+                category=self._category(cat_logits, n in anomalous),
+                evidence=tuple(evidence.get(n, ())),
                 novel_templates=novel[n],
-                model_version=self.settings.model_version,
             )
-            for i, n in enumerate(owner)
+            for n, (_, cat_logits, _, _) in enumerate(scored)
         ]
 
     def _category(self, cat_logits: np.ndarray, anomalous: bool) -> str:

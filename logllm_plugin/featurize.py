@@ -5,7 +5,7 @@ than a copy per line: this is what keeps scoring cheap once templates are cached
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +27,11 @@ class FeaturizedSequence:
 class FeaturizedBatch:
     sequences: list[FeaturizedSequence]
     table: np.ndarray  # [T, D] float32 embeddings, one row per distinct masked line
+    texts: list[str] = field(default_factory=list)  # [T] the masked line of each table row
+
+    def masked_lines(self, index: int) -> tuple[str, ...]:
+        """What the model sees of sequence `index`: its masked lines in order."""
+        return tuple(self.texts[r] for r in self.sequences[index].rows)
 
 
 def featurize(store: TemplateStore, encoder: LineEncoder, sequences: Sequence[Sequence[str]]) -> FeaturizedBatch:
@@ -46,25 +51,7 @@ def featurize(store: TemplateStore, encoder: LineEncoder, sequences: Sequence[Se
             rows[i] = row
         out.append(FeaturizedSequence(ids, rows))
     table = encoder.encode(texts) if texts else np.zeros((0, encoder.embedding_dim()), np.float32)
-    return FeaturizedBatch(out, table)
-
-
-def distinct_sequences(batch: FeaturizedBatch) -> tuple[FeaturizedBatch, list[int]]:
-    """The batch with repeated sequences kept once, and for each input sequence its index there.
-
-    Two sequences with the same rows are the same masked lines in the same order (template ids
-    follow from the masked line), so the model gives them the same verdict. Logs repeat a lot:
-    7,940 HDFS blocks hold 509 distinct sequences, 1,000 BGL windows 506.
-    """
-    index_of: dict[bytes, int] = {}
-    unique: list[FeaturizedSequence] = []
-    owner = []
-    for seq in batch.sequences:
-        index = index_of.setdefault(seq.rows.tobytes(), len(unique))
-        if index == len(unique):
-            unique.append(seq)
-        owner.append(index)
-    return FeaturizedBatch(unique, batch.table), owner
+    return FeaturizedBatch(out, table, texts)
 
 
 def novel_template_counts(batch: FeaturizedBatch) -> list[int]:

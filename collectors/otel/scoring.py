@@ -59,4 +59,5 @@ def local_scorer(model_dir: Optional[str] = None, detector=None) -> Scorer:
         except Exception as exc:  # a broken model must not take the application's logging down
             raise ScoringFailed(STATUS_REJECTED, f"{type(exc).__name__}: {exc}") from None
 
+    score.detector = detector  # type: ignore[attr-defined]
     return score

@@ -80,8 +80,11 @@ class InferenceCore:
     # -- lifecycle ---------------------------------------------------------------------------------
     def attach(self, detector, warmup_lines: Sequence[str] = ("logllm warm-up line 1", "logllm warm-up line 2")) -> None:
         """Take a loaded detector, warm it up (first call pays lazy imports and allocation), start batching."""
+        from logllm_plugin.verdict_cache import VerdictCache
+
         self.dtype = resolve_dtype(self.config.dtype, detector.device.type)
         detector.set_dtype(self.dtype)
+        detector.verdict_cache = VerdictCache(self.config.verdict_cache_size)
         detector.detect([list(warmup_lines)])
         self.detector = detector
         self.batcher = DynamicBatcher(

@@ -82,6 +82,7 @@ def test_an_empty_sequence_is_rejected(detector):
 def test_repeated_sequences_are_scored_once_and_get_the_verdict_they_get_alone(detector, monkeypatch):
     seqs = list(read_sequences(DATA / "seed_test.jsonl"))[:12]
     alone = [detector.detect([s])[0] for s in seqs]
+    detector.verdict_cache.clear()
     calls = []
     real = detector.score_batch
     monkeypatch.setattr(detector, "score_batch", lambda batch: calls.append(len(batch.sequences)) or real(batch))
@@ -96,3 +97,22 @@ def test_repeated_sequences_are_scored_once_and_get_the_verdict_they_get_alone(d
         assert verdict.score == pytest.approx(expected.score, abs=1e-5)
     together[0].evidence.append(99)  # verdicts of repeated sequences do not share mutable state
     assert 99 not in together[12].evidence
+
+
+def test_a_sequence_seen_before_is_answered_from_the_verdict_cache(detector, monkeypatch):
+    seqs = list(read_sequences(DATA / "seed_test.jsonl"))[:5]
+    detector.verdict_cache.clear()
+    first = detector.detect(seqs)
+    calls = []
+    real = detector.score_batch
+    monkeypatch.setattr(detector, "score_batch", lambda batch: calls.append(len(batch.sequences)) or real(batch))
+    renamed = [type(s)(id=f"again-{s.id}", lines=list(s.lines)) for s in seqs]
+    again = detector.detect(renamed + [["a line never seen before", "and another"]])
+    assert calls == [1]  # only the new sequence went through the model
+    assert [v.id for v in again[:5]] == [f"again-{s.id}" for s in seqs]
+    assert [(v.label, v.score, v.evidence) for v in again[:5]] == [(v.label, v.score, v.evidence) for v in first]
+    detector.settings.threshold, before = 0.0, detector.settings.threshold
+    try:  # another threshold is another question: not answered from the cache
+        assert {v.label for v in detector.detect(seqs)} == {"anomalous"}
+    finally:
+        detector.settings.threshold = before
