@@ -41,6 +41,8 @@ def parse_detect_body(body: bytes) -> list[SequenceIn]:
         raise HttpError(400, f"body is not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise HttpError(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # json raises this, not JSONDecodeError, for [[[[... thousands deep
+        raise HttpError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise HttpError(400, 'body must be a JSON object with "logs" (one sequence) or "sequences"')
     if ("logs" in payload) == ("sequences" in payload):
