@@ -39,10 +39,15 @@ def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attr
             raise click.UsageError("--server and --model exclude each other")
         token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
         scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
+        from collectors.otel.spool import SpoolWriteError
+
         use_json_logs()
-        bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
-                            key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
-                            spool_max_bytes=spool_max_mb << 20).start()
+        try:
+            bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
+                                key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
+                                spool_max_bytes=spool_max_mb << 20).start()
+        except SpoolWriteError as exc:  # read-only or full disk: say so, no traceback
+            raise click.ClickException(str(exc)) from None
         import signal
         import threading
 
