@@ -61,6 +61,9 @@ class LineEncoder:
         path = self.model_path
         if not (path / "config.json").is_file():
             raise EncoderUnavailable(f"encoder directory {path} has no config.json")
+        from logllm_plugin.artifacts import require_safetensors_weights
+
+        require_safetensors_weights(path, "encoder", EncoderUnavailable)
         # local_files_only: never reach a hub; safetensors only: no pickle.
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._model = AutoModel.from_pretrained(
