@@ -37,6 +37,7 @@ def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attr
     def work():
         from collectors.otel.bridge import OtlpBridge
         from collectors.otel.scoring import local_scorer, remote_scorer
+        from collectors.otel.spool import SpoolWriteError
         from logllm_plugin.cli_serving import use_json_logs
 
         if servers and model_dir:
@@ -44,9 +45,12 @@ def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attr
         token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
         scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
         use_json_logs()
-        bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
-                            key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
-                            spool_max_bytes=spool_max_mb << 20).start()
+        try:
+            bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
+                                key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
+                                spool_max_bytes=spool_max_mb << 20).start()
+        except SpoolWriteError as exc:  # read-only or full disk: say so, no traceback
+            raise click.ClickException(str(exc)) from None
         if metrics_port is not None:
             port = bridge.metrics.serve(metrics_host, metrics_port)
             logging.getLogger("collectors.otel.bridge").info(

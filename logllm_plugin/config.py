@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,20 @@ class PluginConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
+# Settings that hold credentials: their values never appear in a message (a mistyped token in an
+# error printed to a terminal or a CI log is a leaked token), and from the environment they are
+# taken as the raw string (YAML would turn a digits-only token into an int, then reject it).
+_SECRET_SETTING = re.compile(r"(?:.*_)?(?:token|password|passwd|secret|api_?key|credentials?)")
+
+
+def is_secret_setting(name: str) -> bool:
+    return _SECRET_SETTING.fullmatch(name.rsplit(".", 1)[-1]) is not None
+
+
+def _shown(value: Any, where: str) -> str:
+    return f"a value of type {type(value).__name__} (not shown: a credential)" if is_secret_setting(where) else repr(value)
+
+
 def _coerce(value: Any, annotation: Any, where: str, problems: list[str]) -> Any:
     """Check (and gently coerce) one YAML value against a field annotation."""
     origin = typing.get_origin(annotation)
@@ -256,24 +271,24 @@ def _coerce(value: Any, annotation: Any, where: str, problems: list[str]) -> Any
         return _coerce(value, next(a for a in args if a is not type(None)), where, problems)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            problems.append(f"{where} must be a list of strings, got {value!r}")
+            problems.append(f"{where} must be a list of strings, got {_shown(value, where)}")
             return None
         return tuple(value)
     if annotation is bool:
         if not isinstance(value, bool):
-            problems.append(f"{where} must be true or false, got {value!r}")
+            problems.append(f"{where} must be true or false, got {_shown(value, where)}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{where} must be an integer, got {value!r}")
+            problems.append(f"{where} must be an integer, got {_shown(value, where)}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{where} must be a number, got {value!r}")
+            problems.append(f"{where} must be a number, got {_shown(value, where)}")
             return value
         return float(value)
     if annotation is str and not isinstance(value, str):
-        problems.append(f"{where} must be a string, got {value!r}")
+        problems.append(f"{where} must be a string, got {_shown(value, where)}")
     return value
 
 
@@ -308,7 +323,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if not name.startswith("LOGLLM_") or "__" not in name:
             continue
         section, _, key = name[len("LOGLLM_"):].lower().partition("__")
-        out.setdefault(section, {})[key] = yaml.safe_load(raw)
+        out.setdefault(section, {})[key] = raw if is_secret_setting(key) else yaml.safe_load(raw)
     return out
 
 

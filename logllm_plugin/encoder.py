@@ -61,6 +61,9 @@ class LineEncoder:
         path = self.model_path
         if not (path / "config.json").is_file():
             raise EncoderUnavailable(f"encoder directory {path} has no config.json")
+        from logllm_plugin.artifacts import require_safetensors_weights
+
+        require_safetensors_weights(path, "encoder", EncoderUnavailable)
         # local_files_only: never reach a hub; safetensors only: no pickle.
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._model = AutoModel.from_pretrained(
@@ -99,7 +102,9 @@ class LineEncoder:
         self._load()
         out = []
         for start in range(0, len(texts), self.config.batch_size):
-            batch = texts[start : start + self.config.batch_size]
+            # Lone surrogates (e.g. file names decoded with surrogateescape, "\ud800" in JSON) are
+            # valid Python text but make the Rust tokenizer raise, failing the whole batch: replace them.
+            batch = [_tokenizable(t) for t in texts[start : start + self.config.batch_size]]
             tokens = self._tokenizer(
                 batch, padding=True, truncation=True, max_length=self.config.max_tokens, return_tensors="pt"
             ).to(self._device)
@@ -136,3 +141,12 @@ class LineEncoder:
         self.cache.update({t: matrix[i] for i, t in enumerate(texts)})
         if texts:
             self.dim = int(matrix.shape[1])
+
+
+def _tokenizable(text: str) -> str:
+    """The text itself, or with unencodable lone surrogates replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

@@ -54,6 +54,26 @@ class InputError(Exception):
     """A problem with the input as a whole; the message is meant for the user as is."""
 
 
+def loads_json(text: str) -> Any:
+    """json.loads, with nesting too deep for the parser reported as ValueError like any bad JSON.
+
+    json raises RecursionError (not ValueError) for `[[[[...` a few thousand levels deep; one
+    hostile line must be a counted malformed line, not a traceback.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def dumps_json(value: Any) -> str:
+    """json.dumps for a value that came from loads_json (so it is JSON), tolerating deep nesting."""
+    try:
+        return json.dumps(value)
+    except RecursionError:
+        return repr(value)[:DEFAULT_MAX_LINE_CHARS]
+
+
 @dataclass
 class ReadReport:
     """What a reader saw; every input line is accounted for in these counters."""
@@ -183,7 +203,7 @@ def detect_format(path: PathLike) -> str:
         return "sequence_json"
     for raw in head:
         try:
-            obj = json.loads(raw.decode("utf-8", errors="replace"))
+            obj = loads_json(raw.decode("utf-8", errors="replace"))
         except ValueError:
             continue  # one malformed line must not turn a JSONL file into "text"
         if not isinstance(obj, dict):
@@ -262,12 +282,19 @@ def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[Optional[str], A
 
 
 def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any]) -> None:
-    for k, v in value.items():
-        if isinstance(v, dict):
-            # OTel JSON wraps resource attributes as {"resource": {"attributes": {...}}}.
-            _flatten(prefix if k == "attributes" else f"{prefix}{k}.", v, out)
-        else:
+    # Depth-first like a recursive walk (same order, same "later wins"), but with an explicit
+    # stack, so JSON nested as deep as the parser allows cannot overflow the Python stack.
+    stack = [(prefix, iter(value.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for k, v in items:
+            if isinstance(v, dict):
+                # OTel JSON wraps resource attributes as {"resource": {"attributes": {...}}}.
+                stack.append((prefix if k == "attributes" else f"{prefix}{k}.", iter(v.items())))
+                break
             out[f"{prefix}{k}"] = v
+        else:
+            stack.pop()
 
 
 def _label_or_none(value: Any, where: str, report: ReadReport) -> Optional[int]:
@@ -310,7 +337,7 @@ def _iter_sequences(lines: _Lines, report: ReadReport, max_chars: int) -> Iterat
 
 def _parse_json(text: str, where: str, report: ReadReport) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except ValueError as exc:
         report.skipped_malformed += 1
         report.problem(f"{where}: malformed JSON: {exc}")
@@ -340,6 +367,14 @@ def _json_array_objects(lines: _Lines, report: ReadReport) -> Iterator[tuple[str
         index += 1
         try:
             obj, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            report.skipped_malformed += 1
+            report.problem(f"item {index}: malformed JSON: nested too deeply")
+            resync = _NEXT_ELEMENT.search(text, pos)
+            if resync is None:
+                return
+            pos = resync.start() + 1
+            continue
         except json.JSONDecodeError as exc:
             report.skipped_malformed += 1
             report.problem(f"item {index} (line {exc.lineno}): malformed JSON: {exc.msg}")
@@ -384,7 +419,7 @@ def _to_sequence(
         what = "empty 'lines' list" if isinstance(raw_lines, list) else "no 'lines' list"
         report.problem(f"{where}: {what}; sequence skipped")
         return None
-    seq_lines = [x if isinstance(x, str) else json.dumps(x) for x in raw_lines]
+    seq_lines = [x if isinstance(x, str) else dumps_json(x) for x in raw_lines]
     for i, line in enumerate(seq_lines):
         _count_long(line, max_chars, f"{where} entry {i}", report)
     first = obj.get("first_lineno")
@@ -525,7 +560,7 @@ def _json_record(text: str, lineno: int, report: ReadReport) -> Optional[LogReco
         elif obj.get(nested) is not None:
             attributes[nested] = obj[nested]
     return LogRecord(
-        message=message if isinstance(message, str) else json.dumps(message),
+        message=message if isinstance(message, str) else dumps_json(message),
         key=_str(key),
         timestamp_s=_timestamp(time_value, lineno, report) if used_time else None,
         level=_str(level),

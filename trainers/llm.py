@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from logllm_plugin.analyzers.prompt import DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer, parse_answer
+from logllm_plugin.artifacts import require_safetensors_weights
 from logllm_plugin.records import LogSequence
 from trainers.llm_data import LLMTrainingError, SupervisedPair, build_pairs, collate, tokenize_pairs
 
@@ -113,6 +114,7 @@ def load_trainable(base_dir: Path, config: LLMTrainConfig):
 
     if not (base_dir / "config.json").is_file():
         raise LLMTrainingError(f"base model directory {base_dir} has no config.json (not a local model checkout)")
+    require_safetensors_weights(base_dir, "base model", LLMTrainingError)  # no pickled .bin, no hub
     check_method_support(config.method)
     if config.method == "unsloth":
         from unsloth import FastLanguageModel
@@ -212,6 +214,7 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    require_safetensors_weights(adapter_dir, "adapter", LLMTrainingError)  # peft would torch.load a .bin
     base = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, use_safetensors=True, dtype="auto")
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(merged_dir, safe_serialization=True)

@@ -30,7 +30,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from collectors.otel.annotations import STATUS_OK, STATUS_REJECTED, record_annotations
 from collectors.otel.bridge_metrics import BridgeMetrics
 from collectors.otel.scoring import Scorer, ScoringFailed
-from collectors.otel.spool import Spool, SpoolFull
+from collectors.otel.spool import Spool, SpoolFull, SpoolWriteError
 from logllm_plugin.records import LogRecord
 from logllm_plugin.sequencer import Sequencer, SequencerConfig
 
@@ -216,6 +216,8 @@ class OtlpBridge:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid ExportLogsServiceRequest: {exc}")
         try:
             self.spool.append(data)
+        except SpoolWriteError as exc:  # disk full / read-only: retryable for the sender, never UNKNOWN
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"bridge cannot store the request: {exc}")
         except SpoolFull as exc:
             self.metrics.requests.labels("busy").inc()
             context.abort(grpc.StatusCode.UNAVAILABLE, f"bridge busy: {exc}")
@@ -236,6 +238,7 @@ class OtlpBridge:
                 entry = self.spool.take(0)
                 drained = entry is None
             closed.extend(self._sequencer.flush_expired(now))
+            self.spool.retry_commit()
             if self._flush.is_set() and drained:
                 closed.extend(self._sequencer.flush_all())
             if closed and not self._deliver(closed):

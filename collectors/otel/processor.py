@@ -26,7 +26,8 @@ from typing import Optional, Sequence
 
 from opentelemetry.sdk._logs import LogRecordProcessor
 
-from collectors.otel.annotations import STATUS_OK, STATUS_REJECTED, record_annotations
+from collectors.otel.annotations import (CATEGORY, LABEL, SCORE, SEQUENCE_ID, STATUS, STATUS_OK, STATUS_REJECTED,
+                                         record_annotations)
 from collectors.otel.scoring import Scorer, ScoringFailed, local_scorer, remote_scorer
 from logllm_plugin.records import LogRecord
 from logllm_plugin.sequencer import Sequencer, SequencerConfig
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 OWN_SCOPES = ("logllm_plugin", "collectors", "trainers")
 _FLUSH = object()
+# Which annotations to keep when a record has room for only some of them.
+_ANNOTATION_PRIORITY = {name: rank for rank, name in enumerate((STATUS, LABEL, SCORE, CATEGORY, SEQUENCE_ID))}
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ProcessorStats:
     passed_unscored: int = 0
     queue_full: int = 0
     own_logs: int = 0
+    annotations_dropped: int = 0  # left out because the record was at the SDK's attribute limit
     by_status: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,6 +95,7 @@ class LogLLMProcessor(LogRecordProcessor):
         self._ids = itertools.count(1)
         self._tick_s = tick_s
         self.stats = ProcessorStats()
+        self._warned_full_record = False
         self._stop = threading.Event()
         self._shut = False
         self._worker = threading.Thread(target=self._run, name="logllm-otel-processor", daemon=True)
@@ -213,7 +218,24 @@ class LogLLMProcessor(LogRecordProcessor):
                 except Exception:
                     logger.exception("the wrapped processor failed on a record")
 
-    @staticmethod
-    def _annotate(record, attributes: dict) -> None:
-        for name, value in attributes.items():
-            record.log_record.attributes[name] = value
+    def _annotate(self, record, attributes: dict) -> None:
+        """Write the annotations, but never at the cost of the application's own attributes.
+
+        The SDK bounds a record's attributes (128 by default) and makes room by evicting the
+        OLDEST ones, i.e. the application's. On a full record only the annotations that fit are
+        written, the most useful first, and the shortfall is counted.
+        """
+        target = record.log_record.attributes
+        maxlen = getattr(target, "maxlen", None)
+        names = sorted(attributes, key=lambda n: _ANNOTATION_PRIORITY.get(n, len(_ANNOTATION_PRIORITY)))
+        if maxlen is not None:
+            room = maxlen - len(target) + sum(1 for n in names if n in target)
+            if room < len(names):
+                self.stats.annotations_dropped += len(names) - max(room, 0)
+                if not self._warned_full_record:
+                    logger.warning("a record holds %d attributes (the SDK limit); annotations that do not fit are "
+                                   "left out rather than evict the application's attributes", len(target))
+                    self._warned_full_record = True
+                names = names[: max(room, 0)]
+        for name in names:
+            target[name] = attributes[name]

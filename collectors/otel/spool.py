@@ -6,6 +6,11 @@ sequence closes (DESIGN §5). Layout: segment files of entries
 `[seq u64][length u32][crc32 u32][payload]`, plus `committed` holding the highest sequence number
 whose records all reached the downstream. A torn entry at the tail (a crash mid-write) fails its
 CRC or length check and is cut off at open; everything before it is kept.
+
+A disk that fills up or turns read-only is a status, not a crash: `append` raises SpoolWriteError
+(the bridge answers UNAVAILABLE, so the collector keeps the data and retries) after cutting its
+own torn bytes, and a `committed` mark that cannot be written is kept in memory and written by a
+later `ack`/`retry_commit` (until then a restart may replay, never lose, those entries).
 """
 from __future__ import annotations
 
@@ -28,12 +33,24 @@ class SpoolFull(Exception):
     """The spool holds max_bytes of unacknowledged data; callers should retry later."""
 
 
+class SpoolWriteError(SpoolFull):
+    """The spool directory cannot be written (disk full, read-only); callers should retry later."""
+
+
+def _problem(exc: OSError) -> str:
+    return f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc)
+
+
 class Spool:
     def __init__(self, directory: str | Path, *, max_bytes: int = 256 << 20, segment_bytes: int = 16 << 20):
         if max_bytes < 1 or segment_bytes < 1:
             raise ValueError("max_bytes and segment_bytes must be >= 1")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._probe_writable()
+        except OSError as exc:
+            raise SpoolWriteError(f"spool directory {self.directory} is not writable: {_problem(exc)}") from None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self._lock = threading.Condition()
@@ -45,8 +62,19 @@ class Spool:
         self._load()
         self._writer = None
         self._writer_size = 0
+        self._acked = self._committed  # acknowledged in memory; `committed` on disk may lag behind
+        self.commit_error: Optional[str] = None  # why the last write of `committed` failed, if it did
 
     # -- opening -------------------------------------------------------------------------------------
+    def _probe_writable(self) -> None:
+        """Fail at start, with the reason, rather than on the first Export: create, fsync, delete."""
+        probe = self.directory / ".write-probe"
+        with open(probe, "wb") as fh:
+            fh.write(b"probe")
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+
     def _read_committed(self) -> int:
         path = self.directory / "committed"
         try:
@@ -93,17 +121,23 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------------
     def append(self, payload: bytes) -> int:
-        """Write and fsync one entry; returns its sequence number. Raises SpoolFull."""
+        """Write and fsync one entry; returns its sequence number. Raises SpoolFull / SpoolWriteError."""
         with self._lock:
             if self._bytes + len(payload) > self.max_bytes and self._pending:
                 raise SpoolFull(f"spool holds {self._bytes} of {self.max_bytes} bytes not yet forwarded")
             seq = self._next_seq
-            if self._writer is None or self._writer_size >= self.segment_bytes:
-                self._rotate(seq)
             record = HEADER.pack(seq, len(payload), zlib.crc32(payload)) + payload
-            self._writer.write(record)
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
+            try:
+                if self._writer is None or self._writer_size >= self.segment_bytes:
+                    self._rotate(seq)
+                self._writer.write(record)
+                self._writer.flush()
+                os.fsync(self._writer.fileno())
+            except OSError as exc:
+                self._abandon_writer()
+                logger.error("spool write failed in %s: %s; answering UNAVAILABLE until it works again",
+                             self.directory, _problem(exc))
+                raise SpoolWriteError(f"spool {self.directory} cannot be written: {_problem(exc)}") from None
             self._writer_size += len(record)
             self._next_seq += 1
             self._pending.append((seq, payload))
@@ -111,13 +145,33 @@ class Spool:
             self._lock.notify_all()
             return seq
 
+    def _abandon_writer(self) -> None:
+        """After a failed write: cut the torn bytes (a torn entry would hide every later one at replay)
+        and drop the handle, so the next append reopens (and re-checks) the segment."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except OSError:
+            pass  # the buffered bytes that failed are exactly the ones to lose
+        try:
+            os.truncate(writer.name, self._writer_size)
+        except OSError as exc:
+            logger.warning("cannot cut the torn entry in %s (%s); it is cut at the next open", writer.name,
+                           _problem(exc))
+
     def _rotate(self, first_seq: int) -> None:
         if self._writer is not None:
             self._writer.close()
         path = self.directory / f"segment-{first_seq}.log"
+        if path.is_file() and path.stat().st_size:  # reopened after a failed write: drop its torn tail
+            _, good_size = self._scan(path)
+            os.truncate(path, good_size)
         self._writer = open(path, "ab")
         self._writer_size = path.stat().st_size
-        self._segments.append((first_seq, path))
+        if not self._segments or self._segments[-1][1] != path:
+            self._segments.append((first_seq, path))
         dir_fd = os.open(self.directory, os.O_RDONLY)  # the new file's name must survive a crash too
         try:
             os.fsync(dir_fd)
@@ -138,20 +192,42 @@ class Spool:
     def ack(self, seq: int, size: int) -> None:
         """Every entry up to `seq` reached the downstream: persist that, drop finished segments."""
         with self._lock:
-            if seq <= self._committed:
+            if seq <= self._acked:
                 return
-            self._committed = seq
-            self._bytes = max(0, self._bytes - size)
-            tmp = self.directory / "committed.tmp"
+            self._acked = seq
+            self._bytes = max(0, self._bytes - size)  # forwarded: no longer counts against max_bytes
+            self._write_committed()
+
+    def retry_commit(self) -> None:
+        """Write the acknowledged mark if an earlier write of it failed (called by the worker)."""
+        if self._acked > self._committed:
+            with self._lock:
+                self._write_committed()
+
+    def _write_committed(self) -> None:
+        seq = self._acked
+        tmp = self.directory / "committed.tmp"
+        try:
             with open(tmp, "w") as fh:
                 fh.write(json.dumps({"seq": seq}))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.directory / "committed")
-            # A segment is finished when the next one starts at or below the committed mark + 1.
-            while len(self._segments) > 1 and self._segments[1][0] <= seq + 1:
-                _, path = self._segments.pop(0)
-                path.unlink(missing_ok=True)
+        except OSError as exc:
+            if self.commit_error is None:
+                logger.error("cannot write the spool's committed mark in %s: %s; forwarding goes on, a restart "
+                             "before it is written replays (duplicates) the entries since %d",
+                             self.directory, _problem(exc), self._committed)
+            self.commit_error = _problem(exc)
+            return
+        if self.commit_error is not None:
+            logger.info("spool committed mark written again in %s", self.directory)
+            self.commit_error = None
+        self._committed = seq
+        # A segment is finished when the next one starts at or below the committed mark + 1.
+        while len(self._segments) > 1 and self._segments[1][0] <= seq + 1:
+            _, path = self._segments.pop(0)
+            path.unlink(missing_ok=True)
 
     @property
     def pending_bytes(self) -> int:

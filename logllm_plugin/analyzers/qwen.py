@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from logllm_plugin.analyzers.base import AnalysisItem, Analyzer, EvidenceLine, Explanation
+from logllm_plugin.artifacts import require_safetensors_weights
 from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer,
                                             build_messages, parse_answer, repair_messages)
 
@@ -62,6 +63,11 @@ def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path
     adapter_path = Path(adapter_dir) if adapter_dir else None
     if adapter_path is not None and not (adapter_path / "adapter_config.json").is_file():
         raise QwenUnavailable(f"adapter directory {adapter_path} has no adapter_config.json")
+    # Before any from_pretrained: transformers and peft would otherwise fall back to pickled .bin
+    # weights (torch.load) or to the hub.
+    require_safetensors_weights(model_path, "model", QwenUnavailable)
+    if adapter_path is not None:
+        require_safetensors_weights(adapter_path, "adapter", QwenUnavailable)
     if load_in_4bit:
         require_4bit_support()
     resolved = resolve_device(device)

@@ -41,6 +41,8 @@ def parse_detect_body(body: bytes) -> list[SequenceIn]:
         raise HttpError(400, f"body is not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise HttpError(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # json raises this, not JSONDecodeError, for [[[[... thousands deep
+        raise HttpError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise HttpError(400, 'body must be a JSON object with "logs" (one sequence) or "sequences"')
     if ("logs" in payload) == ("sequences" in payload):
@@ -100,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"no such path: {self.path}"})
 
     def do_POST(self) -> None:
+        self._body_read = False
         started, status = time.monotonic(), 500
         in_flight = self.server.gateway.core.metrics.in_flight.labels("http")
         in_flight.inc()
@@ -112,7 +115,24 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = 500, {"error": f"scoring failed: {type(exc).__name__}"}
         in_flight.dec()
         self.server.gateway.core.metrics.answered("Detect", "http", str(status), time.monotonic() - started)
+        self._discard_unread_body()
         self._send(status, payload)
+
+    def _discard_unread_body(self, limit: int = 1 << 20) -> None:
+        """Read what is left of a body we refused before reading it (401, 404, 503, ...).
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy the
+        error answer before the client reads it (reliably so over TLS). Bodies above `limit` are
+        not worth reading for an answer we refuse anyway.
+        """
+        if self._body_read:
+            return
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and 0 < int(length) <= limit:
+            try:
+                self.rfile.read(int(length))
+            except OSError:
+                pass
 
     def _detect(self) -> tuple[int, Any]:
         gateway = self.server.gateway
@@ -127,7 +147,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(411, "Content-Length is required")
         if int(length) > gateway.core.config.max_request_bytes:
             raise HttpError(413, f"body is {length} bytes; the limit is {gateway.core.config.max_request_bytes}")
-        sequences = parse_detect_body(self.rfile.read(int(length)))
+        body = self.rfile.read(int(length))
+        self._body_read = True
+        sequences = parse_detect_body(body)
         timeout_s = gateway.core.config.default_deadline_s
         if self.headers.get("X-Timeout-S"):
             try:
