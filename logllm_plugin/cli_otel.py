@@ -16,6 +16,7 @@ def otel() -> None:
 
 @otel.command("bridge")
 @click.option("--listen", default="127.0.0.1:4319", show_default=True, help="OTLP/gRPC address the collector exports to.")
+@click.option("--listen-http", help="Also accept OTLP/HTTP (POST /v1/logs, protobuf or JSON) on HOST:PORT.")
 @click.option("--forward", required=True, help="OTLP/gRPC receiver that gets the annotated logs (HOST:PORT).")
 @click.option("--server", "servers", multiple=True, help="Inference server HOST:PORT (repeat to balance).")
 @click.option("--model", "model_dir", help="Score in this process with this model (default: the embedded one).")
@@ -31,8 +32,8 @@ def otel() -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics (spool size, records, failures) at http://HOST:PORT/metrics.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
-def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attributes, max_lines, idle_s, spool_dir,
-               spool_max_mb, metrics_port, metrics_host):
+def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls_ca, key_attributes, max_lines, idle_s,
+               spool_dir, spool_max_mb, metrics_port, metrics_host):
     """Receive OTLP logs, annotate them with verdicts, forward them; nothing lost across restarts."""
     def work():
         from collectors.otel.bridge import OtlpBridge
@@ -48,7 +49,7 @@ def bridge_cmd(listen, forward, servers, model_dir, token_file, tls_ca, key_attr
         try:
             bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
                                 key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
-                                spool_max_bytes=spool_max_mb << 20).start()
+                                spool_max_bytes=spool_max_mb << 20, http_listen=listen_http).start()
         except SpoolWriteError as exc:  # read-only or full disk: say so, no traceback
             raise click.ClickException(str(exc)) from None
         if metrics_port is not None:

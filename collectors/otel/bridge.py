@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 MAX_SEQUENCES_PER_SCORING = 512
+RETRYABLE = ("busy", "store_failed")  # Export outcomes the sender must retry
 
 
 @dataclass
@@ -147,8 +148,12 @@ class OtlpBridge:
         spool_max_bytes: int = 256 << 20,
         max_request_bytes: int = 16 << 20,
         tick_s: float = 0.05,
+        http_listen: Optional[str] = None,
     ):
         self.listen = listen
+        self.http_listen = http_listen  # HOST:PORT for OTLP/HTTP as well (port 0: a free one)
+        self.http_port: Optional[int] = None
+        self._http = None
         self._scorer = scorer
         self.spool = Spool(spool_dir, max_bytes=spool_max_bytes)
         self._sequencer = Sequencer(SequencerConfig(
@@ -184,12 +189,20 @@ class OtlpBridge:
         if not self.port:
             raise OSError(f"cannot listen on {self.listen}")
         self._server.start()
+        if self.http_listen:
+            from collectors.otel.bridge_http import OtlpHttpListener
+
+            host, _, port = self.http_listen.rpartition(":")
+            self._http = OtlpHttpListener(self, host or "127.0.0.1", int(port)).start()
+            self.http_port = self._http.port
         self._worker.start()
-        logger.info("bridge listening", extra={"port": self.port})
+        logger.info("bridge listening", extra={"port": self.port, "http_port": self.http_port})
         return self
 
     def stop(self, grace_s: float = 5.0, flush: bool = True) -> None:
         """Stop taking requests; with `flush`, close and forward open sequences first."""
+        if self._http is not None:
+            self._http.stop()
         if self._server is not None:
             self._server.stop(grace_s).wait()
         if flush:
@@ -204,24 +217,37 @@ class OtlpBridge:
         self.metrics.close()
 
     # -- Export --------------------------------------------------------------------------------------
-    def _export(self, data: bytes, context) -> logs_service.ExportLogsServiceResponse:
+    def accept(self, data: bytes) -> tuple[str, str]:
+        """Spool one serialized ExportLogsServiceRequest, for any transport.
+
+        Returns (outcome, reason): `accepted` (fsynced: answer success); `too_large` or `malformed`
+        (answer a permanent error); `busy` (spool full) or `store_failed` (disk full, read-only):
+        answer a retryable error, so the sender keeps the records and tries again.
+        """
         if len(data) > self._max_request_bytes:
-            self.metrics.requests.labels("too_large").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"request is {len(data)} bytes; the limit is {self._max_request_bytes}")
-        try:
-            logs_service.ExportLogsServiceRequest.FromString(data)
-        except Exception as exc:  # malformed: answered, never spooled, never a crash
-            self.metrics.requests.labels("malformed").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid ExportLogsServiceRequest: {exc}")
-        try:
-            self.spool.append(data)
-        except SpoolWriteError as exc:  # disk full / read-only: retryable for the sender, never UNKNOWN
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"bridge cannot store the request: {exc}")
-        except SpoolFull as exc:
-            self.metrics.requests.labels("busy").inc()
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"bridge busy: {exc}")
-        self.metrics.requests.labels("accepted").inc()
+            outcome, reason = "too_large", f"request is {len(data)} bytes; the limit is {self._max_request_bytes}"
+        else:
+            try:
+                logs_service.ExportLogsServiceRequest.FromString(data)
+            except Exception as exc:  # malformed: answered, never spooled, never a crash
+                outcome, reason = "malformed", f"not a valid ExportLogsServiceRequest: {exc}"
+            else:
+                try:
+                    self.spool.append(data)
+                    outcome, reason = "accepted", ""
+                except SpoolFull as exc:
+                    outcome, reason = "busy", f"bridge busy: {exc}"
+                except SpoolWriteError as exc:
+                    outcome, reason = "store_failed", f"bridge cannot store the request: {exc}"
+        self.metrics.requests.labels(outcome).inc()
+        return outcome, reason
+
+    def _export(self, data: bytes, context) -> logs_service.ExportLogsServiceResponse:
+        outcome, reason = self.accept(data)
+        if outcome in RETRYABLE:
+            context.abort(grpc.StatusCode.UNAVAILABLE, reason)  # never UNKNOWN: the collector drops those
+        if outcome != "accepted":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
         return logs_service.ExportLogsServiceResponse()
 
     # -- worker --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ class BridgeMetrics:
 
         self.registry = CollectorRegistry()
         self.requests = Counter("logllm_bridge_export_requests", "Export calls answered, by outcome "
-                                "(accepted, malformed, too_large, busy)", ["outcome"], registry=self.registry)
+                                "(accepted, malformed, too_large, busy, store_failed)", ["outcome"], registry=self.registry)
         self.records_received = Counter("logllm_bridge_records_received", "Log records taken from the spool",
                                         registry=self.registry)
         self.records_forwarded = Counter("logllm_bridge_records_forwarded", "Log records the downstream accepted, "

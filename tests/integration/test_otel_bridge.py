@@ -209,3 +209,65 @@ def test_metrics_show_the_spool_filling_while_downstream_is_down_and_draining_af
     assert after["logllm_bridge_records_forwarded_total{status=ok}"] == 20
     assert after["logllm_bridge_downstream_failures_total{}"] >= 6
     assert after["logllm_bridge_open_sequences{}"] == 0
+
+
+# ------------------------------------------------------------------------------------------ OTLP/HTTP
+def post(port, body: bytes, content_type="application/x-protobuf", encoding=None, path="/v1/logs"):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": content_type}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    conn.request("POST", path, body=body, headers=headers)
+    response = conn.getresponse()
+    out = (response.status, response.getheader("Content-Type"), response.getheader("Retry-After"), response.read())
+    conn.close()
+    return out
+
+
+def test_otlp_http_protobuf_gzip_and_json_are_spooled_and_forwarded_like_grpc(scorer, tmp_path):
+    import gzip
+
+    from google.protobuf import json_format
+
+    receiver = Receiver()
+    bridge = bridge_for(receiver, scorer, tmp_path, max_lines=5, http_listen="127.0.0.1:0")
+    first = export_request("api", [f"job {i} done" for i in range(5)], 0).SerializeToString()
+    status, ctype, _, body = post(bridge.http_port, gzip.compress(first), encoding="gzip")
+    assert (status, ctype) == (200, "application/x-protobuf")
+    svc.ExportLogsServiceResponse.FromString(body)
+    second = json_format.MessageToJson(export_request("api", [f"job {i} done" for i in range(5, 10)], 5))
+    status, ctype, _, _ = post(bridge.http_port, second.encode(), content_type="application/json")
+    assert (status, ctype) == (200, "application/json")
+    wait_for(lambda: len(receiver.records) == 10)
+    bridge.stop()
+    receiver.stop()
+    assert [attr(r, "n") for r in receiver.records] == list(range(10))
+    assert {attr(r, "logllm.status") for r in receiver.records} == {"ok"}
+
+
+def test_otlp_http_refusals_say_why_with_the_status_a_sender_acts_on(scorer, tmp_path):
+    import gzip
+
+    from google.rpc import status_pb2
+
+    receiver = Receiver(fail_first=10_000)  # downstream never accepts: the spool fills
+    bridge = bridge_for(receiver, scorer, tmp_path, max_lines=2, spool_max_bytes=400, http_listen="127.0.0.1:0",
+                        max_request_bytes=4096)
+    port = bridge.http_port
+    status, _, _, body = post(port, b"\xff\xff not protobuf")
+    assert status == 400 and "not a valid" in status_pb2.Status.FromString(body).message
+    assert post(port, b"{", content_type="application/json")[0] == 400
+    assert post(port, b"x", content_type="text/plain")[0] == 415
+    assert post(port, b"x", path="/v1/traces")[0] == 404
+    assert post(port, b"not gzip", encoding="gzip")[0] == 400
+    assert post(port, b"x", encoding="br")[0] == 415
+    assert post(port, gzip.compress(b"\0" * 100_000), encoding="gzip")[0] == 413  # inflates past the limit
+    codes = []
+    for k in range(20):
+        status, _, retry_after, _ = post(port, export_request("api", [f"line {k} " + "x" * 40], k).SerializeToString())
+        codes.append((status, retry_after))
+    bridge.stop(grace_s=0.5, flush=False)
+    receiver.stop()
+    assert codes[0] == (200, None) and (503, "1") in codes  # full spool: retry later, keep the records

@@ -257,14 +257,15 @@ service:
 class BridgeProcess:
     """`logllm-plugin otel bridge` as a real process (so it can be killed with SIGKILL)."""
 
-    def __init__(self, port, forward_port, spool, model_dir, key_attribute="log.file.name", idle_s=0.5):
+    def __init__(self, port, forward_port, spool, model_dir, key_attribute="log.file.name", idle_s=0.5, http_port=None):
         import subprocess
         import sys
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logllm_plugin", "otel", "bridge", "--listen", f"127.0.0.1:{port}",
              "--forward", f"127.0.0.1:{forward_port}", "--model", str(model_dir), "--spool", str(spool),
-             "--key-attribute", key_attribute, "--idle-s", str(idle_s), "--metrics-port", "0"],
+             "--key-attribute", key_attribute, "--idle-s", str(idle_s), "--metrics-port", "0",
+             *(["--listen-http", f"127.0.0.1:{http_port}"] if http_port else [])],
             stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
         self.metrics_url = None
@@ -490,3 +491,29 @@ def test_two_bridges_each_own_a_share_of_the_sources_and_nothing_is_lost(otelcol
         assert {a["logllm.status"] for _, a in mine} == {"ok"}
         positions = [int(a["logllm.sequence.position"]) for _, a in mine]
         assert positions[:15] == list(range(15))  # whole sequences, not cut between bridges
+
+
+def test_a_collector_exporting_otlp_http_reaches_the_bridge_and_every_line_comes_back_once(
+        otelcol_binary, seed_model_dir, tmp_path):
+    """The collector's otlp_http exporter (protobuf, gzip by default) → the bridge's OTLP/HTTP."""
+    log_file = tmp_path / "app.log"
+    log_file.write_text("")
+    bridge_port, http_port, otlp_port, health_port = free_port(), free_port(), free_port(), free_port()
+    with OtlpLogsReceiver() as out:
+        bridge = BridgeProcess(bridge_port, otlp_port, tmp_path / "spool", seed_model_dir, http_port=http_port)
+        config = two_pipeline_config(log_file, bridge_port, otlp_port, out.port, health_port)
+        config = config.replace(f"""  otlp_grpc/logllm:
+    endpoint: 127.0.0.1:{bridge_port}
+    tls: {{insecure: true}}""", f"""  otlp_http/logllm:
+    endpoint: http://127.0.0.1:{http_port}""").replace("exporters: [otlp_grpc/logllm]", "exporters: [otlp_http/logllm]")
+        assert "otlp_http/logllm" in config and "otlp_grpc/logllm" not in config
+        with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
+            lines = append_lines(log_file, 0, 120)
+            arrived = out.wait_for(120, 90)
+            time.sleep(0.5)
+            accepted = bridge.metric("logllm_bridge_export_requests_total")
+        bridge.stop()
+    assert arrived, col.log_text()[-4000:]
+    assert out.bodies() == lines
+    assert {a["logllm.status"] for _, a in out.records} == {"ok"}
+    assert accepted >= 120 // 50  # all over HTTP: this collector has no exporter to the gRPC port
