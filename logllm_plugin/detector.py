@@ -90,6 +90,12 @@ def best_windows(model, batch: FeaturizedBatch, batch_size: int, device=None):
     return [best[i] for i in range(len(batch.sequences))]
 
 
+def line_groups(rows: np.ndarray) -> list[np.ndarray]:
+    """Positions of each distinct line (table row) of a window, in order of first occurrence."""
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return [np.flatnonzero(inverse == g) for g in np.argsort(first, kind="stable")]
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -164,41 +170,48 @@ class Detector:
     def _evidence_all(self, batch: FeaturizedBatch, deciding: dict[int, tuple[float, int, int]]) -> dict[int, list[int]]:
         """Occlusion evidence for every anomalous sequence, in one batched pass.
 
-        `deciding` maps sequence index → (logit, start, end) of the window that decided it.
+        `deciding` maps sequence index → (logit, start, end) of the window that decided it. The
+        window is scored again without each of its distinct masked lines (every occurrence at
+        once); the lines whose absence lowers the logit most are the evidence. Leaving out one
+        copy of a line repeated ten times would hide it (the other nine still speak), and
+        repeated lines are the rule in logs: per distinct line, BGL's anomalous windows need
+        ~4x fewer variants than per position. Sequences without repeats are unaffected.
         """
         import torch
 
-        # Leaving out either of two equal lines gives the same window (logs repeat lines back to
-        # back), so each distinct variant is scored once: 3,800 → 1,544 forward items on BGL.
         variants, variant_of, owned = [], {}, []
         for index, (_, start, end) in deciding.items():
             seq = batch.sequences[index]
             ids, rows = seq.template_ids[start:end], seq.rows[start:end]
-            if len(ids) > 1:
+            groups = line_groups(rows)
+            if len(groups) > 1:
                 mine = []
-                for k in ~np.eye(len(ids), dtype=bool):  # the window with line k left out
-                    key = rows[k].tobytes()
+                for positions in groups:
+                    keep = np.ones(len(rows), dtype=bool)
+                    keep[positions] = False  # the window without this line, wherever it occurs
+                    key = rows[keep].tobytes()
                     if key not in variant_of:
                         variant_of[key] = len(variants)
-                        variants.append((ids[k], rows[k]))
+                        variants.append((ids[keep], rows[keep]))
                     mine.append(variant_of[key])
-                owned.append((index, mine))
+                owned.append((index, groups, mine))
         occluded, _ = self._forward(variants, torch.from_numpy(batch.table)) if variants else (np.zeros(0), None)
-        by_owner = {index: [float(occluded[v]) for v in mine] for index, mine in owned}
-        return {index: self._pick_evidence(batch, index, *deciding[index], by_owner.get(index))
+        by_owner = {index: (groups, [float(occluded[v]) for v in mine]) for index, groups, mine in owned}
+        return {index: self._pick_evidence(batch, index, *deciding[index], *by_owner.get(index, (None, None)))
                 for index in deciding}
 
     @staticmethod
-    def _pick_evidence(batch, index: int, logit: float, start: int, end: int, occluded) -> list[int]:
-        if occluded is None:  # a one-line window: that line is the evidence
-            return [start]
+    def _pick_evidence(batch, index: int, logit: float, start: int, end: int, groups, occluded) -> list[int]:
+        if occluded is None:  # one distinct line in the window: it is the evidence
+            return list(range(start, min(end, start + MAX_EVIDENCE)))
         ids = batch.sequences[index].template_ids[start:end]
         drops = logit - np.asarray(occluded)  # in logits: probabilities saturate near 1 and hide the drop
         order = np.argsort(-drops, kind="stable")
         top = drops[order[0]]
-        chosen = [int(i) for i in order[:MAX_EVIDENCE] if drops[i] > 0 and drops[i] >= 0.5 * top]
+        chosen_groups = [groups[g] for g in order[:MAX_EVIDENCE] if drops[g] > 0 and drops[g] >= 0.5 * top]
+        chosen = [int(i) for positions in chosen_groups for i in positions][:MAX_EVIDENCE]
         if not chosen:  # the anomaly lies in what is missing: point at novel lines, else the top line
-            chosen = [int(i) for i in np.flatnonzero(ids == 0)[:MAX_EVIDENCE]] or [int(order[0])]
+            chosen = [int(i) for i in np.flatnonzero(ids == 0)[:MAX_EVIDENCE]] or [int(groups[order[0]][0])]
         return sorted(start + i for i in chosen)
 
     def detect(self, sequences: Sequence[Union[LogSequence, Sequence[str]]]) -> list[Verdict]:

@@ -116,3 +116,30 @@ def test_a_sequence_seen_before_is_answered_from_the_verdict_cache(detector, mon
         assert {v.label for v in detector.detect(seqs)} == {"anomalous"}
     finally:
         detector.settings.threshold = before
+
+
+def test_line_groups_gather_every_position_of_each_distinct_line_in_first_seen_order():
+    import numpy as np
+
+    from logllm_plugin.detector import line_groups
+
+    groups = line_groups(np.array([7, 3, 7, 9, 3, 7]))
+    assert [g.tolist() for g in groups] == [[0, 2, 5], [1, 4], [3]]
+
+
+def test_evidence_is_the_distinct_line_whose_absence_lowers_the_score_most_with_all_its_copies():
+    import numpy as np
+
+    from logllm_plugin.featurize import FeaturizedBatch, FeaturizedSequence
+
+    rows = np.array([0, 1, 0, 2, 0])  # line 0 three times, lines 1 and 2 once
+    batch = FeaturizedBatch([FeaturizedSequence(np.array([5, 6, 5, 7, 5]), rows)], np.zeros((3, 4), np.float32))
+    groups = [np.array([0, 2, 4]), np.array([1]), np.array([3])]
+    # Without line 0 (every copy) the logit falls by 4, without line 2 by 3: both are evidence, all
+    # copies of line 0 first, capped at three positions.
+    assert Detector._pick_evidence(batch, 0, 5.0, 0, 5, groups, [1.0, 4.9, 2.0]) == [0, 2, 4]
+    assert Detector._pick_evidence(batch, 0, 5.0, 0, 5, groups, [4.0, 4.9, 1.0]) == [3]
+    # Nothing lowers the score (the anomaly is in what is missing): novel lines, else the top line.
+    novel = FeaturizedBatch([FeaturizedSequence(np.array([5, 0, 5, 7, 5]), rows)], batch.table)
+    assert Detector._pick_evidence(novel, 0, 5.0, 0, 5, groups, [5.5, 5.2, 6.0]) == [1]
+    assert Detector._pick_evidence(batch, 0, 5.0, 0, 5, groups, [5.5, 5.2, 6.0]) == [1]
