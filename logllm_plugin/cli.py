@@ -165,7 +165,7 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
     def work():
         from logllm_plugin.detector import load_detector
         from logllm_plugin.sequencer import SequencerConfig
-        from trainers.evaluation import binary_metrics, write_report
+        from trainers.evaluation import binary_metrics, evidence_metrics, write_report
 
         detector = load_detector(model_dir)
         sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
@@ -184,6 +184,9 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
         if baseline_scores is not None:
             result["baseline"] = binary_metrics(labels, baseline_scores, 0.5)
             result["baseline"]["kind"] = "logistic regression on template counts (trained with the model)"
+        evidence = evidence_metrics(labeled, verdicts)
+        if evidence is not None:
+            result["evidence"] = evidence
         result["model_version"] = detector.settings.model_version
         result["data"] = {"path": data_path, "split": split, "range": fraction, "shuffle_seed": shuffle_seed}
         if report_dir:
@@ -216,6 +219,10 @@ def _print_metrics(m: dict) -> None:
     for name, r in rows:
         pr = "-" if r["pr_auc"] is None else f"{r['pr_auc']:.4f}"
         click.echo(f"{name:10} {r['precision']:9.4f} {r['recall']:7.4f} {r['f1']:7.4f} {r['accuracy']:8.4f} {pr:>7}")
+    if "evidence" in m:
+        e = m["evidence"]
+        click.echo(f"evidence on {e['sequences']} flagged sequences with line labels: {e['precision']:.1%} of "
+                   f"evidence lines are labeled anomalous; {e['hit_rate']:.1%} point at one or more")
 
 
 # --------------------------------------------------------------------------------- detect

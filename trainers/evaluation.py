@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -31,6 +31,28 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
         "n": int(len(y)), "anomalies": int(y.sum()),
         "threshold": round(float(threshold), 6),
     }
+
+
+def evidence_metrics(sequences, verdicts) -> Optional[dict]:
+    """How often the evidence points at truly anomalous lines, where the data labels lines.
+
+    Over the sequences flagged anomalous whose `line_labels` mark at least one line: `precision`
+    (evidence lines that are labeled anomalous / all evidence lines) and `hit_rate` (sequences
+    whose evidence holds at least one labeled line). None when no such sequence exists.
+    """
+    hits = shown = hit_sequences = counted = 0
+    for seq, verdict in zip(sequences, verdicts):
+        labels = getattr(seq, "line_labels", None)
+        if verdict.label != "anomalous" or not labels or not any(labels) or not verdict.evidence:
+            continue
+        true_lines = sum(labels[i] for i in verdict.evidence)
+        hits += true_lines
+        shown += len(verdict.evidence)
+        hit_sequences += true_lines > 0
+        counted += 1
+    if not counted:
+        return None
+    return {"sequences": counted, "precision": round(hits / shown, 4), "hit_rate": round(hit_sequences / counted, 4)}
 
 
 def best_f1_threshold(labels: Sequence[int], scores: Sequence[float], tolerance: float = 0.01) -> float:

@@ -69,3 +69,21 @@ def test_holdout_is_a_seeded_random_share_in_file_order_or_the_tail():
     assert [s.id for s in split_holdout(seqs, 0.2, "random", seed=4)[1]] != [s.id for s in valid]
     tail_train, tail_valid = split_holdout(seqs, 0.2, "tail")
     assert [s.id for s in tail_valid] == [str(i) for i in range(80, 100)] and len(tail_train) == 80
+
+
+def test_evidence_metrics_count_labeled_lines_among_the_evidence_of_flagged_sequences():
+    from logllm_plugin.records import LogSequence, Verdict
+    from trainers.evaluation import evidence_metrics
+
+    def verdict(label, evidence):
+        return Verdict(id="x", label=label, score=0.9, category="anomaly", evidence=evidence, novel_templates=0,
+                       model_version="t")
+
+    seqs = [LogSequence(id="a", lines=["l"] * 4, line_labels=[0, 1, 0, 1]),
+            LogSequence(id="b", lines=["l"] * 3, line_labels=[0, 0, 1]),
+            LogSequence(id="c", lines=["l"] * 3, line_labels=[0, 0, 0]),  # no labeled line: not counted
+            LogSequence(id="d", lines=["l"] * 3, line_labels=[1, 0, 0])]  # not flagged: not counted
+    verdicts = [verdict("anomalous", [1, 2]), verdict("anomalous", [0]), verdict("anomalous", [0]),
+                verdict("normal", [])]
+    assert evidence_metrics(seqs, verdicts) == {"sequences": 2, "precision": round(1 / 3, 4), "hit_rate": 0.5}
+    assert evidence_metrics(seqs[2:], verdicts[2:]) is None
