@@ -18,7 +18,7 @@ from logllm_plugin import __version__
 from logllm_plugin.artifacts import DETECTOR_FILE, ModelDirError, check_model_dir, read_json, weights_digest
 from logllm_plugin.config import EncoderConfig, TemplateConfig
 from logllm_plugin.encoder import LineEncoder
-from logllm_plugin.featurize import FeaturizedBatch, featurize, novel_template_counts, pad_batch, windows
+from logllm_plugin.featurize import FeaturizedBatch, featurize, novel_template_counts, pad_rows, windows
 from logllm_plugin.records import LogSequence, Verdict
 from logllm_plugin.templates import TemplateStore
 from logllm_plugin.verdict_cache import Judgement, VerdictCache
@@ -50,9 +50,11 @@ def forward_windows(model, items, table_t, batch_size: int, device=None) -> tupl
     cats = np.zeros((len(items), model.config.num_categories), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
+        table_t = table_t.to(device=device, dtype=dtype) if device is not None else table_t.to(dtype)
+        projected, transition = model.project_table(table_t)  # once per distinct line, not per position
         for chunk in _chunks_by_tokens(order, [len(items[i][0]) for i in order], batch_size):
-            emb, mask, ids = pad_batch([items[i] for i in chunk], table_t, device)
-            out = model(emb.to(dtype), mask, ids)
+            rows, previous, mask, ids = pad_rows([items[i] for i in chunk], len(transition) - 1, device)
+            out = model(None, mask, ids, lines=projected[rows] + transition[previous])
             logits[chunk] = out.logits.float().cpu().numpy()
             cats[chunk] = out.category_logits.float().cpu().numpy()
     return logits, cats

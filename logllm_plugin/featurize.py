@@ -90,3 +90,28 @@ def pad_batch(items: Sequence[tuple[np.ndarray, np.ndarray]], table, device=None
     if device is not None:
         tensors = tuple(t.to(device) for t in tensors)
     return tensors
+
+
+def pad_rows(items: Sequence[tuple[np.ndarray, np.ndarray]], no_previous: int, device=None):
+    """(template_ids, rows) pairs → rows [B, L], previous rows [B, L], token_mask [B, L], template_ids [B, L].
+
+    For models that gather projected table rows (`project_table`): `previous[b, i]` is the row of
+    line i-1, `no_previous` for a first line. Padding points at row 0 and is masked out.
+    """
+    import torch
+
+    length = max(1, max(len(ids) for ids, _ in items))
+    ids = np.zeros((len(items), length), dtype=np.int64)
+    rows = np.zeros((len(items), length), dtype=np.int64)
+    mask = np.zeros((len(items), length), dtype=bool)
+    for b, (t, r) in enumerate(items):
+        ids[b, : len(t)] = t
+        rows[b, : len(r)] = r
+        mask[b, : len(t)] = True
+    previous = np.empty_like(rows)
+    previous[:, 0] = no_previous
+    previous[:, 1:] = rows[:, :-1]
+    tensors = tuple(torch.from_numpy(a) for a in (rows, previous, mask, ids))
+    if device is not None:
+        tensors = tuple(t.to(device) for t in tensors)
+    return tensors

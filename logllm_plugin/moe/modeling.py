@@ -8,6 +8,8 @@ least what a count-based classifier does on session data while keeping the order
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -146,19 +148,31 @@ class MoESequenceClassifier(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.category_classifier = nn.Linear(config.hidden_size, config.num_categories)
 
+    def project_table(self, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: the input projections of each distinct line once, instead of per position.
+
+        table [T, D] → (projection [T, H], transition [T + 1, H]); transition row T is the "no
+        previous line" of a sequence's first line (zero, as `forward` pads it).
+        """
+        transition = self.transition(table)
+        return self.projection(table), torch.cat([transition, transition.new_zeros(1, transition.shape[1])])
+
     def forward(
         self,
-        embeddings: torch.Tensor,  # [B, L, D] line embeddings (cached by template)
+        embeddings: Optional[torch.Tensor],  # [B, L, D] line embeddings (cached by template)
         token_mask: torch.Tensor,  # [B, L] bool, True for real lines
         template_ids: torch.Tensor,  # [B, L] long, 0 = novel (and padding)
         dense: bool = False,
+        lines: Optional[torch.Tensor] = None,  # [B, L, H] projected lines from `project_table`, instead of embeddings
     ) -> MoESequenceOutput:
-        batch, length, _ = embeddings.shape
+        batch, length = token_mask.shape
         if length > self.config.max_positions:
             raise ValueError(f"sequence of {length} lines exceeds max_positions={self.config.max_positions}; window it")
-        positions = torch.arange(length, device=embeddings.device)
-        previous = F.pad(embeddings, (0, 0, 1, 0))[:, :-1]  # [B, L, D] line i-1 (zeros before the first)
-        x = self.input_norm(self.projection(embeddings) + self.transition(previous)) + self.positions(positions)[None]
+        positions = torch.arange(length, device=token_mask.device)
+        if lines is None:
+            previous = F.pad(embeddings, (0, 0, 1, 0))[:, :-1]  # [B, L, D] line i-1 (zeros before the first)
+            lines = self.projection(embeddings) + self.transition(previous)
+        x = self.input_norm(lines) + self.positions(positions)[None]
         aux_total = x.new_zeros(())
         for layer in self.layers:
             x, aux = layer(x, token_mask, dense)

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from logllm_plugin.moe.configuration import MoESequenceConfig
@@ -115,3 +116,21 @@ def test_original_paper_size_head_builds():
     layers = [m for m in model.layers]
     assert len(layers) == 6 and len(layers[0].moe.experts) == 4
     assert layers[0].attention.num_heads == 8
+
+
+def test_lines_gathered_from_a_projected_table_give_the_same_output_as_embeddings():
+    from logllm_plugin.featurize import pad_batch, pad_rows
+
+    torch.manual_seed(0)
+    model = MoESequenceClassifier(tiny()).eval()
+    table = torch.randn(6, 8)
+    items = [(np.array([1, 2, 3]), np.array([0, 4, 0])), (np.array([5, 1]), np.array([5, 2]))]
+    with torch.no_grad():
+        emb, mask, ids = pad_batch(items, table)
+        direct = model(emb, mask, ids)
+        projected, transition = model.project_table(table)
+        rows, previous, mask2, ids2 = pad_rows(items, len(transition) - 1)
+        gathered = model(None, mask2, ids2, lines=projected[rows] + transition[previous])
+    assert torch.equal(mask, mask2) and torch.equal(ids, ids2)
+    assert torch.allclose(direct.logits, gathered.logits, atol=1e-5)
+    assert torch.allclose(direct.category_logits, gathered.category_logits, atol=1e-5)
