@@ -32,8 +32,9 @@ def otel() -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics (spool size, records, failures) at http://HOST:PORT/metrics.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), help="With --model: torch threads (default: all cores).")
 def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls_ca, key_attributes, max_lines, idle_s,
-               spool_dir, spool_max_mb, metrics_port, metrics_host):
+               spool_dir, spool_max_mb, metrics_port, metrics_host, threads):
     """Receive OTLP logs, annotate them with verdicts, forward them; nothing lost across restarts."""
     def work():
         from collectors.otel.bridge import OtlpBridge
@@ -43,6 +44,10 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls
 
         if servers and model_dir:
             raise click.UsageError("--server and --model exclude each other")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
         scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
         use_json_logs()

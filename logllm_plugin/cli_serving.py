@@ -39,12 +39,13 @@ def use_json_logs(level: int = logging.INFO) -> None:
 @click.option("--grace-s", type=float, help="On SIGTERM: time in-flight requests get to finish (default 30).")
 @click.option("--verdict-cache", "verdict_cache_size", type=click.IntRange(0),
               help="Sequences (by masked lines) answered again without the model (default 50000; 0: off).")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads for the model (default: all cores).")
 @click.option("--llm", "llm_dir", help="Analyze with this local Qwen model directory (default: the knowledge base).")
 @click.option("--adapter", "adapter_dir", help="peft adapter for --llm.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cert, tls_key, tls_client_ca,
-              max_batch, max_wait_ms, max_queue, device, dtype, grace_s, verdict_cache_size, llm_dir, adapter_dir,
-              log_format):
+              max_batch, max_wait_ms, max_queue, device, dtype, grace_s, verdict_cache_size, threads, llm_dir,
+              adapter_dir, log_format):
     """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP."""
     def work():
         from logllm_plugin.analyzers.service import build_analysis_service
@@ -56,7 +57,8 @@ def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cer
             "host": host, "port": port, "http_port": http_port, "token_file": token_file, "tls_cert": tls_cert,
             "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
             "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
-            "grace_s": grace_s, "verdict_cache_size": verdict_cache_size}, **analysis_overrides(llm_dir, adapter_dir)}
+            "grace_s": grace_s, "verdict_cache_size": verdict_cache_size, "threads": threads},
+            **analysis_overrides(llm_dir, adapter_dir)}
         plugin_config = _config(config_path, overrides)
         config = plugin_config.server
         if log_format == "json":

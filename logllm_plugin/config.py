@@ -168,11 +168,14 @@ class ServerConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
     verdict_cache_size: int = 50_000  # sequences answered again without the model; 0: off
+    threads: Optional[int] = None  # torch intra-op threads for the model; null: torch's default (all cores)
 
     def problems(self) -> list[str]:
         out = []
         if self.verdict_cache_size < 0:
             out.append("server.verdict_cache_size must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            out.append("server.threads must be >= 1 (or null for torch's default)")
         for name in ("port",) + (("http_port",) if self.http_port is not None else ()):
             if not 0 <= getattr(self, name) <= 65535:
                 out.append(f"server.{name} must be in 0..65535")

@@ -351,3 +351,15 @@ def test_async_client_gets_the_same_verdicts(start_server, seed_sequences):
     got = [r[0] for r in asyncio.run(run())]
     assert [(v.label, v.evidence) for v in got] == [(v.label, v.evidence) for v in expected]
     assert [v.score for v in got] == pytest.approx([v.score for v in expected], abs=1e-6)
+
+
+def test_the_model_threads_setting_is_applied_when_the_model_is_attached(start_server):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        start_server(threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
