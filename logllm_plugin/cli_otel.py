@@ -44,12 +44,10 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls
 
         if servers and model_dir:
             raise click.UsageError("--server and --model exclude each other")
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
         token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
         scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
+        if threads and not servers:
+            scorer.detector.threads = threads
         use_json_logs()
         try:
             bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,

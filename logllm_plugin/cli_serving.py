@@ -127,8 +127,7 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
         from logllm_plugin.benchmarks.pipeline import run_pipeline_bench
 
         if threads:
-            torch.set_num_threads(threads)
-
+            torch.set_num_threads(threads)  # the bench calls the model from this thread
         read_kwargs = {"key_regex": key_regex} if key_regex else {}
         result = run_pipeline_bench(model_dir=model_dir, data_path=data_path, repeat=repeat, batch=batch,
                                     read_kwargs=read_kwargs, progress=lambda m: click.echo(m, err=True))

@@ -115,6 +115,10 @@ class Detector:
         self.categories = list(model.config.categories)
         self.model_dir: Optional[Path] = None
         self.verdict_cache = VerdictCache(settings.verdict_cache_size)
+        # torch intra-op threads for this model, None: torch's default. Applied in the calling
+        # thread at every detect: OpenMP keeps the setting per thread, and servers and bridges
+        # call the model from worker threads of their own.
+        self.threads: Optional[int] = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -221,6 +225,11 @@ class Detector:
         lines = [s.lines if isinstance(s, LogSequence) else list(s) for s in sequences]
         if any(len(x) == 0 for x in lines):
             raise ValueError("every sequence needs at least one line")
+        if self.threads:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
         batch = featurize(self.store, self.encoder, lines)
         threshold = self.settings.threshold
         keys = [(threshold, batch.masked_lines(n)) for n in range(len(lines))]

@@ -82,10 +82,7 @@ class InferenceCore:
         """Take a loaded detector, warm it up (first call pays lazy imports and allocation), start batching."""
         from logllm_plugin.verdict_cache import VerdictCache
 
-        if self.config.threads:
-            import torch
-
-            torch.set_num_threads(self.config.threads)
+        detector.threads = self.config.threads
         self.dtype = resolve_dtype(self.config.dtype, detector.device.type)
         detector.set_dtype(self.dtype)
         detector.verdict_cache = VerdictCache(self.config.verdict_cache_size)

@@ -353,13 +353,17 @@ def test_async_client_gets_the_same_verdicts(start_server, seed_sequences):
     assert [v.score for v in got] == pytest.approx([v.score for v in expected], abs=1e-6)
 
 
-def test_the_model_threads_setting_is_applied_when_the_model_is_attached(start_server):
+def test_the_model_threads_setting_holds_in_the_thread_that_runs_the_model(start_server, seed_sequences):
     import torch
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        start_server(threads=1)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    from logllm_plugin.client import InferenceClient
+
+    server = start_server(threads=1)
+    seen = []
+    detector = server.core.detector
+    real = detector.score_batch
+    detector.score_batch = lambda batch: seen.append(torch.get_num_threads()) or real(batch)
+    detector.verdict_cache.clear()
+    with InferenceClient(f"127.0.0.1:{server.port}") as client:
+        client.detect([seed_sequences[0].lines])
+    assert seen == [1]  # in the batcher's thread, whatever the main thread uses
