@@ -10,6 +10,8 @@ else `key_attributes` from the record then the resource), scores closed sequence
 `logllm.*` attributes and forwards them, retrying the downstream until it accepts. An entry is
 acknowledged (and later deleted) when all its records reached the downstream. When the downstream
 is down the spool fills and Export answers UNAVAILABLE, which the collector retries: backpressure.
+A spool that cannot be written (disk full, read-only) also answers UNAVAILABLE, never UNKNOWN: the
+collector drops a batch answered with a non-retryable code.
 """
 from __future__ import annotations
 

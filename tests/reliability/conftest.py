@@ -10,6 +10,12 @@ import time
 
 from hypothesis import HealthCheck, settings
 
+# The integration suite's server fixtures, shared rather than copied (a fixture imported into a
+# conftest is available to every test below it).
+from tests.integration.conftest import seed_sequences, start_server
+
+SHARED_FIXTURES = (seed_sequences, start_server)
+
 
 def fuzz(max_examples: int):
     """Hypothesis settings for this suite: modest example counts, no per-example deadline.

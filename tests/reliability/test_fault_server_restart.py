@@ -3,10 +3,12 @@
 The promise (DESIGN §5, issue 7): while the server is gone, the OTel SDK processor and the OTLP
 bridge pass every record on exactly once, marked `unavailable`/`timeout` instead of annotated;
 once the server is back they annotate again, and no record is ever lost or duplicated. The
-server is a real `logllm-plugin serve` process; the kill is a real SIGKILL (no drain).
+server is a real `logllm-plugin serve` process with a bearer token; the kill is a real SIGKILL (no
+drain); neither server process may log the token.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -34,16 +36,22 @@ SERVICES = ("cart", "pay", "ship", "auth")
 UNSCORED_STATUSES = {"unavailable", "timeout"}
 
 
-class RestartableServer:
-    """`logllm-plugin serve` on a fixed port that the test can SIGKILL and start again."""
+TOKEN = "restart-tok-9QzX4mWv"
 
-    def __init__(self, model_dir):
-        self.model_dir = str(model_dir)
+
+class RestartableServer:
+    """`logllm-plugin serve` with a bearer token on a fixed port, SIGKILLed and started again."""
+
+    def __init__(self, model_dir, token_file):
+        self.model_dir, self.token_file = str(model_dir), str(token_file)
+        self.logs: list[list[dict]] = []  # the JSON log lines of every process started
         self.process = self._start("0")
         self.port = self.process.port
 
     def _start(self, port: str) -> ServeProcess:
-        process = ServeProcess("--model", self.model_dir, "--port", port, "--grace-s", "1")
+        process = ServeProcess("--model", self.model_dir, "--port", port, "--grace-s", "1",
+                               "--token-file", self.token_file)
+        self.logs.append(process.log)
         process.wait_serving(120)
         return process
 
@@ -59,10 +67,15 @@ class RestartableServer:
 
 
 @pytest.fixture()
-def server(seed_model_dir):
-    srv = RestartableServer(seed_model_dir)
+def server(seed_model_dir, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    srv = RestartableServer(seed_model_dir, token_file)
     yield srv
     srv.stop()
+    # Both server processes logged their start, the calls and the kill/restart: never the token.
+    assert len(srv.logs) == 2 and all(srv.logs)
+    assert TOKEN not in json.dumps(srv.logs)
 
 
 class Streamer:
@@ -98,7 +111,7 @@ def test_processor_passes_every_record_once_while_the_server_is_killed_and_resta
     every record on exactly once and in order per key; records scored while the server is gone are
     marked unavailable/timeout, and records sent after the restart are annotated again (status ok)."""
     exporter = InMemoryLogRecordExporter()
-    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), target=f"127.0.0.1:{server.port}",
+    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), target=f"127.0.0.1:{server.port}", token=TOKEN,
                                 latency_budget_s=1.0, max_lines=5, idle_s=0.3)
     provider = LoggerProvider(resource=Resource.create({"service.name": "shop"}))
     provider.add_log_record_processor(processor)
@@ -135,7 +148,7 @@ def test_bridge_forwards_every_record_once_while_the_server_is_killed_and_restar
     concurrent senders; unscored records say why (unavailable/timeout), and scoring resumes."""
     receiver = Receiver()
     bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}",
-                        scorer=remote_scorer(f"127.0.0.1:{server.port}"), spool_dir=tmp_path / "spool",
+                        scorer=remote_scorer(f"127.0.0.1:{server.port}", token=TOKEN), spool_dir=tmp_path / "spool",
                         max_lines=5, idle_s=0.3, score_timeout_s=1.0).start()
     channels = {s: grpc.insecure_channel(f"127.0.0.1:{bridge.port}") for s in SERVICES}
     stubs = {s: svc_grpc.LogsServiceStub(ch) for s, ch in channels.items()}

@@ -18,7 +18,6 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from collectors.otel import LogLLMProcessor
 from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from logllm_plugin.records import Verdict
-from tests.integration.conftest import seed_sequences, start_server  # noqa: F401  (fixtures)
 from tests.reliability.conftest import wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
