@@ -66,6 +66,12 @@ def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     return random.uniform(0.0, min(max_s, base_s * (2 ** attempt)))
 
 
+# gRPC backs off reconnecting up to 120 s by default: after a server restart, callers (the SDK
+# processor, the bridge) would go on marking records `unavailable` that long. 5 s is enough to
+# spare a down server and short enough to pick a restarted one up quickly.
+CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000))
+
+
 class _Attempts:
     """One call's retry budget: the time left, and the pause before the next try (None: give up)."""
 
@@ -128,8 +134,8 @@ class InferenceClient(_Base):
 
     def _channel(self, target: str) -> grpc.Channel:
         if self._credentials is not None:
-            return grpc.secure_channel(target, self._credentials)
-        return grpc.insecure_channel(target)
+            return grpc.secure_channel(target, self._credentials, options=CHANNEL_OPTIONS)
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
     def _call(self, stubs, request, timeout_s: Optional[float]):
         attempts = _Attempts(self, timeout_s)
@@ -187,7 +193,8 @@ class AsyncInferenceClient(_Base):
     def __init__(self, target: Union[str, Sequence[str]], **kwargs):
         super().__init__(target, **kwargs)
         aio = grpc.aio
-        self._channels = [aio.secure_channel(t, self._credentials) if self._credentials else aio.insecure_channel(t)
+        self._channels = [aio.secure_channel(t, self._credentials, options=CHANNEL_OPTIONS) if self._credentials
+                          else aio.insecure_channel(t, options=CHANNEL_OPTIONS)
                           for t in self.targets]
         self._detect = [ch.unary_unary(DETECT, request_serializer=pb.DetectRequest.SerializeToString,
                                        response_deserializer=pb.DetectResponse.FromString) for ch in self._channels]
