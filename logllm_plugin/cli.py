@@ -302,4 +302,4 @@ def _print_table(sequences, verdicts) -> None:
 
 # Registers serve and bench on `main`. Run the CLI as `logllm-plugin` or `python -m logllm_plugin`
 # (not `-m logllm_plugin.cli`, which would load this module twice).
-from logllm_plugin import cli_analysis, cli_llm, cli_otel, cli_serving  # noqa: E402,F401
+from logllm_plugin import cli_analysis, cli_es, cli_llm, cli_otel, cli_serving  # noqa: E402,F401

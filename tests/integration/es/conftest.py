@@ -72,3 +72,71 @@ def opensearch_url():
     stack, url = _started("opensearch")
     yield url
     stack.down()
+
+
+# ------------------------------------------------------------------------------------ test data
+T0_MS = 1767225600000  # 2026-01-01T00:00:00Z
+
+
+def seed_documents(copies: int = 1, limit: int | None = None, spacing_ms: int = 10) -> list[dict]:
+    """Documents built from the bundled seed sequences: one per line, keyed by `trace_id`,
+    `@timestamp` increasing by `spacing_ms`; `copies` repeats the sample with fresh trace ids."""
+    from logllm_plugin.readers import read_sequences
+    from tests.conftest import DATA
+
+    sequences = list(read_sequences(DATA / "seed_test.jsonl"))[:limit]
+    docs, n = [], 0
+    for copy in range(copies):
+        for seq in sequences:
+            for line in seq.lines:
+                docs.append({"@timestamp": T0_MS + n * spacing_ms, "trace_id": f"{seq.id}/{copy}", "message": line,
+                             "service": {"name": "seed"}})
+                n += 1
+    return docs
+
+
+def index_documents(client, index: str, docs: list[dict], chunk: int = 2000) -> None:
+    for start in range(0, len(docs), chunk):
+        ops = []
+        for doc in docs[start:start + chunk]:
+            ops += [{"index": {"_index": index}}, doc]
+        result = client.bulk(ops)
+        assert not result.get("errors"), result["items"][:3]
+    client.refresh(index)
+
+
+def all_hits(client, index: str) -> list[dict]:
+    """Every document with its _version (scrolls by PIT; no 10k limit)."""
+    client.refresh(index)
+    pit, after, out = client.open_pit(index), None, []
+    try:
+        while True:
+            body = {"pit": {"id": pit, "keep_alive": "1m"}, "size": 5000, "version": True,
+                    "sort": [client.tiebreaker_sort()]}
+            if after:
+                body["search_after"] = after
+            hits = client.search(body)["hits"]["hits"]
+            if not hits:
+                return out
+            out += hits
+            after = hits[-1]["sort"]
+    finally:
+        client.close_pit(pit)
+
+
+@pytest.fixture(scope="session")
+def es_client(elasticsearch_url):
+    from collectors.elastic.connection import connect
+
+    client = connect(elasticsearch_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def os_client(opensearch_url):
+    from collectors.elastic.connection import connect
+
+    client = connect(opensearch_url)
+    yield client
+    client.close()
