@@ -78,6 +78,7 @@ class _Doc:
     seq_no: int
     primary_term: int
     time_ms: Optional[int]
+    event_ms: Optional[int] = None  # @timestamp, when tailing on another field: orders lines in a sequence
 
 
 @dataclass
@@ -182,6 +183,8 @@ class Annotator:
                                         "_source": fields, "track_total_hits": False}
                 if search_after is not None:
                     body["search_after"] = search_after
+                if self.time_field != TIMESTAMP:
+                    body["docvalue_fields"] = [{"field": TIMESTAMP, "format": "epoch_millis"}]
                 result = self.client.search(body)
                 pit = result.get("pit_id", pit)
                 hits = result["hits"]["hits"]
@@ -216,7 +219,9 @@ class Annotator:
         message = get_field(source, self.config.message_field)
         handle = self._next_handle
         self._next_handle += 1
-        self._docs[handle] = _Doc(hit["_index"], hit["_id"], hit["_seq_no"], hit["_primary_term"], time_ms)
+        event = (hit.get("fields") or {}).get(TIMESTAMP)
+        event_ms = int(float(event[0])) if event else None
+        self._docs[handle] = _Doc(hit["_index"], hit["_id"], hit["_seq_no"], hit["_primary_term"], time_ms, event_ms)
         self._pending_ids.add(ref)
         self.stats.docs_read += 1
         record = LogRecord(message="" if message is None else str(message), key=key,
@@ -245,7 +250,17 @@ class Annotator:
                 self.stop_event.wait(min(30.0, 0.5 * 2 ** attempt))
         raise AssertionError("unreachable")
 
+    def _in_event_order(self, seq: LogSequence) -> LogSequence:
+        """Tailing on ingest time groups documents as they arrived; score their lines as they happened."""
+        if self.time_field == TIMESTAMP or not seq.source_lines:
+            return seq
+        order = sorted(range(len(seq.lines)), key=lambda i: (self._docs[seq.source_lines[i]].event_ms or 0, i))
+        seq.lines = [seq.lines[i] for i in order]
+        seq.source_lines = [seq.source_lines[i] for i in order]
+        return seq
+
     def _annotate(self, chunk: list[LogSequence]) -> None:
+        chunk = [self._in_event_order(seq) for seq in chunk]
         verdicts, status = self._score(chunk)
         explanations = [None] * len(chunk)
         if verdicts is not None and self.explainer is not None and any(v.label == "anomalous" for v in verdicts):
