@@ -159,3 +159,88 @@ def _report(stats, elapsed_s: float, as_json: bool) -> None:
         click.echo(json.dumps({**stats.as_dict(), "elapsed_s": round(elapsed_s, 3), "docs_per_s": round(rate, 1)}))
     if stats.failures:
         sys.exit(3)
+
+
+@es.command("backfill")
+@cluster_options
+@scoring_options
+@annotate_options
+@click.option("--from", "time_from", required=True, help="Start (inclusive): ISO 8601 (UTC if no zone) or epoch ms.")
+@click.option("--to", "time_to", required=True, help="End (exclusive): ISO 8601 or epoch ms.")
+@click.option("--slices", type=int, default=1, show_default=True, help="Parallel time slices.")
+def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
+                 message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, time_from, time_to,
+                 slices):
+    """Annotate the documents of a time range not yet annotated, in parallel slices, with a progress bar."""
+    def work():
+        from tqdm import tqdm
+
+        from collectors.elastic.annotator import Annotator, AnnotatorConfig
+        from collectors.elastic.backfill import backfill, parse_time_ms, pending_count
+        from logllm_plugin.sequencer import SequencerConfig
+
+        start_ms, end_ms = parse_time_ms(time_from), parse_time_ms(time_to)
+        client = _client(url, backend, ca_cert)
+        score, detector = _scorer(model_dir, servers, token_file, tls_ca)
+        config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
+                                 time_field=time_field, page_size=page_size, score_batch=score_batch,
+                                 sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
+                                                           idle_s=idle_s))
+        if config.time_field is None:  # one detection for all slices
+            config.time_field = Annotator(client, score, config)._detect_time_field()
+        total = pending_count(client, config, config.time_field, start_ms, end_ms)
+        bar = tqdm(total=total, desc="backfill", unit="doc", file=sys.stderr, disable=not sys.stderr.isatty())
+        started = time.monotonic()
+        stats = backfill(client, score, config, start_ms, end_ms, slices, explainer=_explainer(detector, no_explain),
+                         on_progress=bar.update)
+        bar.close()
+        _report(stats, time.monotonic() - started, as_json)
+
+    _run(lambda: _guard(work))
+
+
+@main.group("kibana")
+def kibana() -> None:
+    """Kibana saved objects: a data view, a saved search, a Lens chart and a dashboard of anomalies."""
+
+
+@kibana.command("export")
+@click.option("--index", "index", default="logs-*", show_default=True, help="Index pattern of the data view.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="NDJSON file to write.")
+def kibana_export_cmd(index, out_path):
+    """Write the saved objects as NDJSON (Stack Management → Saved objects → Import takes it too)."""
+    from collectors.kibana.saved_objects import saved_objects, to_ndjson
+
+    objects = saved_objects(index)
+    Path(out_path).write_text(to_ndjson(objects), encoding="utf-8")
+    click.echo(f"wrote {len(objects)} saved objects for {index} to {out_path}")
+
+
+@kibana.command("import")
+@click.option("--url", required=True, help="Kibana URL, e.g. http://127.0.0.1:5601.")
+@click.option("--index", "index", default="logs-*", show_default=True, help="Index pattern of the data view.")
+@click.option("--file", "in_path", type=click.Path(dir_okay=False, exists=True),
+              help="NDJSON to import (default: generate it for --index).")
+@click.option("--space", help="Kibana space id (default: the default space).")
+@click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True), help="PEM CA for https.")
+def kibana_import_cmd(url, index, in_path, space, ca_cert):
+    """Import the saved objects through Kibana's saved-objects API (overwriting earlier copies).
+
+    Credentials from LOGLLM_KIBANA_API_KEY, or LOGLLM_KIBANA_USERNAME + LOGLLM_KIBANA_PASSWORD.
+    """
+    import os
+
+    from collectors.elastic.connection import ClusterError, ConnectionSettings
+    from collectors.kibana.saved_objects import import_saved_objects, saved_objects, to_ndjson
+
+    try:
+        auth = ConnectionSettings(url=url, api_key=os.environ.get("LOGLLM_KIBANA_API_KEY") or None,
+                                  username=os.environ.get("LOGLLM_KIBANA_USERNAME") or None,
+                                  password=os.environ.get("LOGLLM_KIBANA_PASSWORD") or None)
+        ndjson = Path(in_path).read_text(encoding="utf-8") if in_path else to_ndjson(saved_objects(index))
+        result = import_saved_objects(url, ndjson, headers=auth.auth_headers(), ca_certs=ca_cert, space=space)
+    except (ClusterError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not result.get("success", False):
+        raise click.ClickException(f"Kibana refused some objects: {json.dumps(result.get('errors', []))[:2000]}")
+    click.echo(f"imported {result.get('successCount', 0)} saved objects into {url}")

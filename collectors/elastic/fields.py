@@ -30,6 +30,7 @@ ANNOTATION_FIELD_TYPES: dict[str, dict[str, Any]] = {
 ECS_FIELD_TYPES: dict[str, dict[str, Any]] = {
     TIMESTAMP: {"type": "date"},
     EVENT_INGESTED: {"type": "date"},
+    "message": {"type": "text"},
 }
 
 
@@ -47,6 +48,20 @@ def nested_properties(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def annotation_mappings() -> dict[str, Any]:
     return {"properties": nested_properties({**ECS_FIELD_TYPES, **ANNOTATION_FIELD_TYPES})}
+
+
+def mapped_fields(properties: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten mapping properties to {"a.b.c": type}, sub-fields (a.b.c.keyword) included."""
+    out: dict[str, str] = {}
+    for name, spec in properties.items():
+        full = f"{prefix}{name}"
+        if "properties" in spec:
+            out.update(mapped_fields(spec["properties"], full + "."))
+            continue
+        out[full] = spec.get("type", "object")
+        for sub, sub_spec in (spec.get("fields") or {}).items():
+            out[f"{full}.{sub}"] = sub_spec.get("type", "object")
+    return out
 
 
 def get_field(source: dict[str, Any], dotted: str) -> Optional[Any]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from collectors.elastic.connection import ClusterClient, ClusterError
-from collectors.elastic.fields import ANNOTATION_FIELD_TYPES, ECS_FIELD_TYPES, EVENT_INGESTED, nested_properties
+from collectors.elastic.fields import (ANNOTATION_FIELD_TYPES, ECS_FIELD_TYPES, EVENT_INGESTED, mapped_fields,
+                                       nested_properties)
 from collectors.otel.annotations import SEQUENCE_KEY
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ def _warn_about_shadowing(client: ClusterClient, report: SetupReport, name: str,
 def _update_existing_index(client: ClusterClient, report: SetupReport, index: str) -> None:
     raw = client.raw
     mapping = _body(client, raw.indices.get_mapping(index=index))[index]["mappings"]
-    existing = _flat_fields(mapping.get("properties", {}))
+    existing = mapped_fields(mapping.get("properties", {}))
     wanted = {f: spec for f, spec in {**ECS_FIELD_TYPES, **ANNOTATION_FIELD_TYPES}.items()}
     clashes = [f"{f} is {existing[f]}, not {spec['type']}" for f, spec in wanted.items()
                if f in existing and existing[f] != spec["type"]]
@@ -189,14 +190,3 @@ def _update_existing_index(client: ClusterClient, report: SetupReport, index: st
         else:
             raw.indices.put_settings(index=index, body={"index": {"default_pipeline": report.pipeline}})
             report.installed.append(f"default pipeline {report.pipeline} on existing index {index}")
-
-
-def _flat_fields(properties: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, spec in properties.items():
-        full = f"{prefix}{name}"
-        if "properties" in spec:
-            out.update(_flat_fields(spec["properties"], full + "."))
-        else:
-            out[full] = spec.get("type", "object")
-    return out
