@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Callable, Optional
 
 from collectors.elastic.annotator import Annotator, AnnotatorConfig, AnnotatorStats
+from collectors.elastic.checkpoint import CheckpointStore
 from collectors.otel.annotations import SEQUENCE_ID
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def backfill(client, score, config: AnnotatorConfig, start_ms: int, end_ms: int,
                     return explainer.explain(lines, verdicts)
         serial_explainer = _Serial()
 
+    CheckpointStore(client, "backfill")._ensure_index()  # once, before the slices race to create it
     annotators = []
     for n, (lo, hi) in enumerate(slice_ranges(start_ms, end_ms, slices)):
         name = f"backfill:{config.index}:{start_ms}-{end_ms}:{n + 1}/{slices}"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from collectors.elastic.bulk import TRANSIENT_STATUSES, request_status
 from collectors.elastic.setup import STATE_INDEX, STATE_MAPPINGS
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,17 @@ logger = logging.getLogger(__name__)
 
 def utc_now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _retrying(call, attempts: int = 8):
+    """State reads and writes are small: retry 429/5xx (a shard still starting) with backoff."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if request_status(exc) not in TRANSIENT_STATUSES or attempt + 1 == attempts:
+                raise
+            time.sleep(min(5.0, 0.1 * 2 ** attempt))
 
 
 @dataclass
@@ -52,13 +65,15 @@ class CheckpointStore:
             except Exception as exc:  # created meanwhile by a parallel annotator
                 if "resource_already_exists" not in str(exc):
                     raise
+        # A parallel annotator may have just created it: reads fail (503) until its shard has started.
+        raw.cluster.health(index=self.index, wait_for_status="yellow", timeout="60s")
         self._ensured = True
 
     def load(self, pattern: str, time_field: str) -> Checkpoint:
         self._ensure_index()
         raw = self.client.raw
         try:
-            found = raw.get(index=self.index, id=self._doc_id)
+            found = _retrying(lambda: raw.get(index=self.index, id=self._doc_id))
         except Exception as exc:
             if "404" not in str(exc) and getattr(exc, "status_code", None) != 404 and "not_found" not in str(exc).lower():
                 raise
@@ -72,18 +87,18 @@ class CheckpointStore:
 
     def save(self, checkpoint: Checkpoint) -> None:
         self._ensure_index()
-        self.client.raw.index(index=self.index, id=self._doc_id, body={
-            "kind": "checkpoint", "name": checkpoint.name, "index": checkpoint.index,
-            "time_field": checkpoint.time_field, "watermark_ms": checkpoint.watermark_ms,
-            "counters": checkpoint.counters, "updated_at": utc_now_iso()})
+        body = {"kind": "checkpoint", "name": checkpoint.name, "index": checkpoint.index,
+                "time_field": checkpoint.time_field, "watermark_ms": checkpoint.watermark_ms,
+                "counters": checkpoint.counters, "updated_at": utc_now_iso()}
+        _retrying(lambda: self.client.raw.index(index=self.index, id=self._doc_id, body=body))
 
     def record_failure(self, index: str, doc_id: str, status: int, error: str) -> None:
         """One record per failed document (a repeated failure overwrites it)."""
         self._ensure_index()
         digest = hashlib.sha1(f"{index}\0{doc_id}".encode()).hexdigest()[:20]
-        self.client.raw.index(index=self.index, id=f"failure:{self.name}:{digest}", body={
-            "kind": "failure", "name": self.name, "index": index, "doc_id": doc_id, "status": status,
-            "error": error[:2000], "updated_at": utc_now_iso()})
+        body = {"kind": "failure", "name": self.name, "index": index, "doc_id": doc_id, "status": status,
+                "error": error[:2000], "updated_at": utc_now_iso()}
+        _retrying(lambda: self.client.raw.index(index=self.index, id=f"failure:{self.name}:{digest}", body=body))
 
     def failures(self) -> list[dict[str, Any]]:
         self.client.refresh(self.index)
