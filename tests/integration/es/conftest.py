@@ -39,6 +39,10 @@ class LocalStack:
         assert lines and lines[-1].startswith("http://127.0.0.1:"), lines
         return lines[-1]
 
+    def status(self) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(LOCAL_STACK), "status", self.service], capture_output=True, text=True,
+                              env=self.env, timeout=60)
+
     def down(self) -> None:
         try:
             self._call("down", timeout_s=120)
@@ -59,11 +63,16 @@ def _started(service: str):
 
 
 @pytest.fixture(scope="session")
-def elasticsearch_url():
-    """URL of a real single-node Elasticsearch 8.19 (integ-test distribution, no security)."""
+def elasticsearch_stack():
+    """(LocalStack, URL) of a real single-node Elasticsearch 8.19 (integ-test distribution, no security)."""
     stack, url = _started("elasticsearch")
-    yield url
+    yield stack, url
     stack.down()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url(elasticsearch_stack):
+    return elasticsearch_stack[1]
 
 
 @pytest.fixture(scope="session")

@@ -203,3 +203,38 @@ def test_a_document_the_cluster_rejects_is_recorded_and_the_rest_are_annotated(e
     assert {h["_id"] for h in hits if "logllm" not in h["_source"]} == {f["doc_id"] for f in failures}
     annotated = [h for h in hits if "logllm" in h["_source"]]
     assert annotated and all(h["_source"]["logllm"]["anomaly"]["label"] == "normal" for h in annotated)
+
+
+def test_following_annotates_documents_as_they_arrive_and_stops_cleanly_on_sigterm(es_client, elasticsearch_url):
+    index = "annotate-follow"
+    docs = seed_documents(limit=40)
+    half = len(docs) // 2
+    index_documents(es_client, index, docs[:half])
+    cmd = [sys.executable, "-m", "logllm_plugin", "es", "annotate", "--url", elasticsearch_url, "--index", index,
+           "--key-field", "trace_id", "--poll-s", "0.2", "--json"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def annotated() -> int:
+        es_client.refresh(index)
+        return es_client.raw.count(index=index, query={"exists": {"field": "logllm.sequence.id"}})["count"]
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 120
+        while annotated() < count and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert annotated() == count, proc.stderr.read()[-2000:] if proc.poll() is not None else "timed out"
+
+    try:
+        wait_for(half)
+        index_documents(es_client, index, docs[half:])
+        wait_for(len(docs))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    import json
+
+    assert json.loads(out.strip().splitlines()[-1])["docs_annotated"] == len(docs)
+    assert_annotated_exactly_once(all_hits(es_client, index), docs)
