@@ -124,9 +124,10 @@ def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
               help="Re-read this far behind the checkpoint for late documents.")
 @click.option("--poll-s", type=float, default=2.0, show_default=True, help="Following: pause between passes.")
 @click.option("--checkpoint", "checkpoint_name", help="Checkpoint name in the state index (default: the pattern).")
+@click.option("--partition", help="I/N: this annotator takes the keys with crc32(key) %% N == I (run N of them).")
 def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
                  message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, once, lateness_s,
-                 poll_s, checkpoint_name):
+                 poll_s, checkpoint_name, partition):
     """Score new documents by sequence and write logllm.* annotations back (bulk partial updates)."""
     def work():
         from collectors.elastic.annotator import Annotator, AnnotatorConfig
@@ -137,6 +138,7 @@ def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
         config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
                                  time_field=time_field, lateness_s=lateness_s, page_size=page_size,
                                  score_batch=score_batch, checkpoint_name=checkpoint_name,
+                                 partition=_partition(partition),
                                  sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
                                                            idle_s=idle_s))
         annotator = Annotator(client, score, config, explainer=_explainer(detector, no_explain))
@@ -147,6 +149,16 @@ def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
         _report(stats, time.monotonic() - started, as_json)
 
     _run(lambda: _guard(work))
+
+
+def _partition(text):
+    if not text:
+        return None
+    try:
+        mine, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise click.UsageError(f"--partition must be I/N, e.g. 0/2, got {text!r}") from None
+    return mine, count
 
 
 def _report(stats, elapsed_s: float, as_json: bool) -> None:

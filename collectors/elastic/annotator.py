@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -27,7 +28,7 @@ from collectors.otel.annotations import (STATUS_OK, SEQUENCE_ID, SEQUENCE_KEY, S
                                          record_annotations)
 from collectors.otel.scoring import ScoringFailed
 from logllm_plugin.records import LogRecord, LogSequence
-from logllm_plugin.sequencer import Sequencer, SequencerConfig
+from logllm_plugin.sequencer import DEFAULT_KEY, Sequencer, SequencerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class AnnotatorConfig:
     score_attempts: int = 5
     checkpoint_name: Optional[str] = None
     time_range_ms: Optional[tuple[int, int]] = None  # backfill: [from, to)
+    partition: Optional[tuple[int, int]] = None  # (i, n): only keys with crc32(key) % n == i (scale-out)
     sequencer: SequencerConfig = field(default_factory=SequencerConfig)
 
     def __post_init__(self) -> None:
@@ -64,11 +66,14 @@ class AnnotatorConfig:
             problems.append("lateness_s must be >= 0")
         if self.time_range_ms and self.time_range_ms[0] >= self.time_range_ms[1]:
             problems.append("the time range must end after it starts")
+        if self.partition is not None and not (self.partition[1] >= 1 and 0 <= self.partition[0] < self.partition[1]):
+            problems.append(f"partition must be I/N with 0 <= I < N, got {self.partition!r}")
         if problems:
             raise ValueError("invalid annotator config: " + "; ".join(problems))
         self.key_fields = tuple(self.key_fields)
         if self.checkpoint_name is None:
-            self.checkpoint_name = self.index
+            part = f"#{self.partition[0]}/{self.partition[1]}" if self.partition else ""
+            self.checkpoint_name = self.index + part
 
 
 @dataclass
@@ -216,6 +221,10 @@ class Annotator:
         if not key:
             values = [get_field(source, f) for f in self.config.key_fields]
             key = "|".join(str(v) for v in values if v is not None) or None
+        if self.config.partition is not None:
+            mine, count = self.config.partition
+            if zlib.crc32((key or DEFAULT_KEY).encode()) % count != mine:
+                return None  # another annotator's key: all lines of a key go to one annotator
         message = get_field(source, self.config.message_field)
         handle = self._next_handle
         self._next_handle += 1

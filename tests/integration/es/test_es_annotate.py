@@ -238,3 +238,24 @@ def test_following_annotates_documents_as_they_arrive_and_stops_cleanly_on_sigte
 
     assert json.loads(out.strip().splitlines()[-1])["docs_annotated"] == len(docs)
     assert_annotated_exactly_once(all_hits(es_client, index), docs)
+
+
+def test_two_annotators_partitioned_by_key_share_the_work_and_annotate_each_document_once(es_client,
+                                                                                           elasticsearch_url):
+    index = "annotate-partitioned"
+    docs = seed_documents(limit=60)
+    index_documents(es_client, index, docs)
+    base = [sys.executable, "-m", "logllm_plugin", "es", "annotate", "--url", elasticsearch_url, "--index", index,
+            "--key-field", "trace_id", "--once", "--json"]
+    procs = [subprocess.Popen(base + ["--partition", f"{i}/2"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-1500:] for _, err in results]
+    import json
+
+    import zlib
+
+    shares = [json.loads(out.strip().splitlines()[-1])["docs_annotated"] for out, _ in results]
+    expected = [sum(zlib.crc32(d["trace_id"].encode()) % 2 == i for d in docs) for i in range(2)]
+    assert shares == expected and min(shares) > 0  # each annotator took exactly its keys' documents
+    assert_annotated_exactly_once(all_hits(es_client, index), docs)
