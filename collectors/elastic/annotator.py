@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from collectors.elastic.bulk import BulkWriter, UpdateItem
+from collectors.elastic.bulk import TRANSIENT_STATUSES, BulkWriter, UpdateItem, request_status
 from collectors.elastic.checkpoint import Checkpoint, CheckpointStore, utc_now_iso
 from collectors.elastic.fields import ANNOTATED_AT, EVENT_INGESTED, TIMESTAMP, get_field
 from collectors.otel.annotations import (STATUS_OK, SEQUENCE_ID, SEQUENCE_KEY, SUGGESTION, SUMMARY,
@@ -130,9 +130,13 @@ class Annotator:
         while not self.stop_event.is_set():
             try:
                 self._pass(final=False)
-            except AnnotateError as exc:
+            except Exception as exc:  # a cluster or scorer outage must not end a follower
+                status = request_status(exc)
+                if not isinstance(exc, AnnotateError) and status != 0 and status not in TRANSIENT_STATUSES:
+                    raise
                 logger.error("pass abandoned, documents stay pending and are read again: %s", exc)
                 self._reset()
+                self.stop_event.wait(max(poll_s, 5.0))
             self.stop_event.wait(poll_s)
         return self.stats
 

@@ -56,6 +56,21 @@ def request_status(exc: BaseException) -> Optional[int]:
     return None
 
 
+def with_retries(call: Callable[[], Any], attempts: int = 8, sleep: Callable[[float], None] = time.sleep,
+                 max_pause_s: float = 5.0):
+    """call() again on 429/5xx/connection errors with exponential backoff; anything else raises at once."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            status = request_status(exc)
+            transient = status == 0 or status in TRANSIENT_STATUSES
+            if not transient or attempt + 1 == attempts:
+                raise
+            logger.warning("cluster refused a request (%s); retrying", status or "connection error")
+            sleep(min(max_pause_s, 0.1 * 2 ** attempt))
+
+
 class BulkWriter:
     def __init__(self, bulk: Callable[[list[dict]], dict], *, max_attempts: int = 8, backoff_base_s: float = 0.5,
                  backoff_max_s: float = 30.0, sleep: Callable[[float], None] = time.sleep):

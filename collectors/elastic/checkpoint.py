@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from collectors.elastic.bulk import TRANSIENT_STATUSES, request_status
+from collectors.elastic.bulk import with_retries as _retrying
 from collectors.elastic.setup import STATE_INDEX, STATE_MAPPINGS
 
 logger = logging.getLogger(__name__)
@@ -23,17 +22,6 @@ logger = logging.getLogger(__name__)
 
 def utc_now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _retrying(call, attempts: int = 8):
-    """State reads and writes are small: retry 429/5xx (a shard still starting) with backoff."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if request_status(exc) not in TRANSIENT_STATUSES or attempt + 1 == attempts:
-                raise
-            time.sleep(min(5.0, 0.1 * 2 ** attempt))
 
 
 @dataclass
@@ -66,7 +54,7 @@ class CheckpointStore:
                 if "resource_already_exists" not in str(exc):
                     raise
         # A parallel annotator may have just created it: reads fail (503) until its shard has started.
-        raw.cluster.health(index=self.index, wait_for_status="yellow", timeout="60s")
+        self.client.wait_for_index(self.index)
         self._ensured = True
 
     def load(self, pattern: str, time_field: str) -> Checkpoint:

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
+from collectors.elastic.bulk import with_retries
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "elasticsearch", "opensearch")
@@ -152,8 +154,8 @@ class ClusterClient:
     # ------------------------------------------------------------------ calls that differ by backend
     def open_pit(self, index: str, keep_alive: str = "5m") -> str:
         if self.backend == "elasticsearch":
-            return self.raw.open_point_in_time(index=index, keep_alive=keep_alive)["id"]
-        return self.raw.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
+            return with_retries(lambda: self.raw.open_point_in_time(index=index, keep_alive=keep_alive)["id"])
+        return with_retries(lambda: self.raw.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"])
 
     def close_pit(self, pit_id: str) -> None:
         try:
@@ -164,6 +166,13 @@ class ClusterClient:
         except Exception as exc:  # an expired PIT is gone anyway; never fail a pass over it
             logger.debug("closing point in time failed: %s", exc)
 
+    def wait_for_index(self, index: str, timeout_s: int = 60) -> None:
+        """Until the index's primaries have started (a just-created index answers 503 before)."""
+        if self.backend == "elasticsearch":
+            self.raw.cluster.health(index=index, wait_for_status="yellow", timeout=f"{timeout_s}s")
+        else:  # opensearch-py reads a `timeout` keyword as its own request timeout
+            self.raw.cluster.health(index=index, params={"wait_for_status": "yellow", "timeout": f"{timeout_s}s"})
+
     def tiebreaker_sort(self) -> dict:
         """A unique, PIT-stable last sort key for search_after (OpenSearch has no `_shard_doc`)."""
         return {"_shard_doc": "asc"} if self.backend == "elasticsearch" else {"_id": "asc"}
@@ -171,8 +180,8 @@ class ClusterClient:
     def search(self, body: dict) -> dict:
         """A search whose body names its PIT (so no index in the path)."""
         if self.backend == "elasticsearch":
-            return self.raw.search(body=body).body
-        return self.raw.search(body=body)
+            return with_retries(lambda: self.raw.search(body=body).body)
+        return with_retries(lambda: self.raw.search(body=body))
 
     def search_index(self, index: str, body: dict) -> dict:
         result = self.raw.search(index=index, body=body)
@@ -183,7 +192,7 @@ class ClusterClient:
         return result.body if self.backend == "elasticsearch" else result
 
     def refresh(self, index: str) -> None:
-        self.raw.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+        with_retries(lambda: self.raw.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True))
 
     def ingest_processors(self) -> set[str]:
         """Processor types every ingest node offers (empty: no ingest node or no processors)."""

@@ -74,3 +74,20 @@ def test_connection_settings_reject_bad_input_at_once_and_never_show_secrets():
     assert settings.auth_headers()["Authorization"].startswith("Basic ")
     with pytest.raises(ClusterError, match="both a username and a password"):
         ConnectionSettings.from_env("http://h:9200", env={"LOGLLM_ES_USERNAME": "elastic"})
+
+
+def test_with_retries_retries_refusals_and_connection_errors_but_not_client_errors():
+    from collectors.elastic.bulk import with_retries
+
+    pauses, outcomes = [], [ApiLikeError(429), ConnectionError("reset"), "done"]
+
+    def call():
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert with_retries(call, sleep=pauses.append) == "done" and len(pauses) == 2
+    with pytest.raises(ApiLikeError):
+        with_retries(lambda: (_ for _ in ()).throw(ApiLikeError(404)), sleep=pauses.append)
+    assert len(pauses) == 2
