@@ -170,8 +170,8 @@ class ClusterClient:
         """Until the index's primaries have started (a just-created index answers 503 before)."""
         if self.backend == "elasticsearch":
             self.raw.cluster.health(index=index, wait_for_status="yellow", timeout=f"{timeout_s}s")
-        else:  # opensearch-py reads a `timeout` keyword as its own request timeout
-            self.raw.cluster.health(index=index, params={"wait_for_status": "yellow", "timeout": f"{timeout_s}s"})
+        else:  # opensearch-py takes a `timeout` parameter as its own request timeout: the server's 30 s default
+            self.raw.cluster.health(index=index, params={"wait_for_status": "yellow"})
 
     def tiebreaker_sort(self) -> dict:
         """A unique, PIT-stable last sort key for search_after (OpenSearch has no `_shard_doc`)."""
