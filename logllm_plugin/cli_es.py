@@ -35,6 +35,8 @@ def scoring_options(fn):
 
 
 def annotate_options(fn):
+    fn = click.option("--torch-threads", type=int, help="Local model: CPU threads for torch (on a small machine that "
+                      "also runs the cluster, 1 can be several times faster).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print the run's counters as JSON on the last line.")(fn)
     fn = click.option("--no-explain", is_flag=True, help="Do not write explanations for anomalous sequences.")(fn)
     fn = click.option("--batch", "score_batch", type=int, default=256, show_default=True,
@@ -56,9 +58,15 @@ def _client(url, backend, ca_cert):
     return connect(url, backend=backend, ca_certs=ca_cert)
 
 
-def _scorer(model_dir, servers, token_file, tls_ca):
+def _scorer(model_dir, servers, token_file, tls_ca, torch_threads=None):
     from collectors.otel.scoring import local_scorer, remote_scorer
 
+    if torch_threads is not None:
+        if torch_threads < 1 or servers:
+            raise click.UsageError("--torch-threads takes a positive number, for a local model only")
+        import torch
+
+        torch.set_num_threads(torch_threads)
     if servers and model_dir:
         raise click.UsageError("--model and --server exclude each other: the server has its model")
     if servers:
@@ -127,14 +135,14 @@ def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
 @click.option("--partition", help="I/N: this annotator takes the keys with crc32(key) %% N == I (run N of them).")
 def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
                  message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, once, lateness_s,
-                 poll_s, checkpoint_name, partition):
+                 poll_s, checkpoint_name, partition, torch_threads):
     """Score new documents by sequence and write logllm.* annotations back (bulk partial updates)."""
     def work():
         from collectors.elastic.annotator import Annotator, AnnotatorConfig
         from logllm_plugin.sequencer import SequencerConfig
 
         client = _client(url, backend, ca_cert)
-        score, detector = _scorer(model_dir, servers, token_file, tls_ca)
+        score, detector = _scorer(model_dir, servers, token_file, tls_ca, torch_threads)
         config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
                                  time_field=time_field, lateness_s=lateness_s, page_size=page_size,
                                  score_batch=score_batch, checkpoint_name=checkpoint_name,
@@ -182,7 +190,7 @@ def _report(stats, elapsed_s: float, as_json: bool) -> None:
 @click.option("--slices", type=int, default=1, show_default=True, help="Parallel time slices.")
 def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
                  message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, time_from, time_to,
-                 slices):
+                 slices, torch_threads):
     """Annotate the documents of a time range not yet annotated, in parallel slices, with a progress bar."""
     def work():
         from tqdm import tqdm
@@ -193,7 +201,7 @@ def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
 
         start_ms, end_ms = parse_time_ms(time_from), parse_time_ms(time_to)
         client = _client(url, backend, ca_cert)
-        score, detector = _scorer(model_dir, servers, token_file, tls_ca)
+        score, detector = _scorer(model_dir, servers, token_file, tls_ca, torch_threads)
         config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
                                  time_field=time_field, page_size=page_size, score_batch=score_batch,
                                  sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
