@@ -14,6 +14,7 @@ from typing import Optional
 import click
 
 from logllm_plugin import __version__
+from logllm_plugin.cli_history import history_options, load_history
 
 logger = logging.getLogger("logllm_plugin.cli")
 
@@ -93,7 +94,7 @@ def train() -> None:
 
 
 @train.command("small")
-@click.option("--train", "train_path", required=True, help="Training data (sequence JSONL/JSON, record JSONL, text).")
+@click.option("--train", "train_path", help="Training data (sequence JSONL/JSON, record JSONL, text); or --from-es.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--valid", "valid_path", help="Validation data for the threshold (default: hold out the last part).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (see configs/).")
@@ -107,8 +108,10 @@ def train() -> None:
 @click.option("--shuffle-seed", type=int, help="Shuffle the data with this seed before taking --*-range parts.")
 @click.option("--original-size", is_flag=True, help="Use the LogLLM paper's head sizes (512 wide, 6 layers).")
 @input_options
+@history_options
 def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, normal_only, train_split,
-                    train_range, valid_split, valid_range, shuffle_seed, original_size, fmt, line_regex, key_regex, max_lines):
+                    train_range, valid_split, valid_range, shuffle_seed, original_size, fmt, line_regex, key_regex, max_lines,
+                    history):
     """Train the BERT+MoE detector and write a model directory."""
     def work():
         import dataclasses
@@ -121,8 +124,12 @@ def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, 
             overrides["model"] = dataclasses.asdict(ModelConfig.original())
         config = _config(config_path, overrides)
         common = dict(fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
-        train_seqs = _load(train_path, split=train_split, fraction=train_range, shuffle_seed=shuffle_seed,
-                           what="train", **common)
+        if bool(train_path) == bool(history.get("url")):
+            raise click.UsageError("give exactly one of --train FILE or --from-es URL")
+        train_seqs = load_history(history, config.sequencer, normal_only)
+        if train_seqs is None:
+            train_seqs = _load(train_path, split=train_split, fraction=train_range, shuffle_seed=shuffle_seed,
+                               what="train", **common)
         valid_seqs = None
         if valid_path or valid_split or valid_range:
             valid_seqs = _load(valid_path or train_path, split=valid_split, fraction=valid_range,
@@ -309,4 +316,4 @@ def _print_table(sequences, verdicts) -> None:
 
 # Registers serve and bench on `main`. Run the CLI as `logllm-plugin` or `python -m logllm_plugin`
 # (not `-m logllm_plugin.cli`, which would load this module twice).
-from logllm_plugin import cli_analysis, cli_data, cli_llm, cli_otel, cli_serving  # noqa: E402,F401
+from logllm_plugin import cli_analysis, cli_data, cli_es, cli_llm, cli_otel, cli_serving  # noqa: E402,F401

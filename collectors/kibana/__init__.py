@@ -1,0 +1,1 @@
+"""Kibana saved objects for annotated indexes (`logllm-plugin kibana export|import`)."""

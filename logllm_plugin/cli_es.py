@@ -1,0 +1,263 @@
+"""`logllm-plugin es setup|annotate|backfill`: the Elasticsearch / OpenSearch integration (DESIGN §5).
+
+Credentials only from the environment: LOGLLM_ES_API_KEY, or LOGLLM_ES_USERNAME + LOGLLM_ES_PASSWORD;
+LOGLLM_ES_CA_CERT (or --ca-cert) for a private CA. They are never printed or logged.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from logllm_plugin.cli import _run, main
+
+
+def cluster_options(fn):
+    fn = click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True),
+                      help="PEM CA for https (default: $LOGLLM_ES_CA_CERT, else the system CAs).")(fn)
+    fn = click.option("--backend", type=click.Choice(["auto", "elasticsearch", "opensearch"]), default="auto",
+                      show_default=True, help="Client library; auto asks the cluster.")(fn)
+    fn = click.option("--index", "index", required=True, help="Index pattern, e.g. logs-*.")(fn)
+    fn = click.option("--url", required=True, help="Cluster URL, e.g. http://127.0.0.1:9200.")(fn)
+    return fn
+
+
+def scoring_options(fn):
+    fn = click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server.")(fn)
+    fn = click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: bearer token file.")(fn)
+    fn = click.option("--server", "servers", multiple=True, help="Score on inference server(s) HOST:PORT.")(fn)
+    fn = click.option("--model", "model_dir", help="Score in this process with this model (default: embedded).")(fn)
+    return fn
+
+
+def annotate_options(fn):
+    fn = click.option("--threads", type=click.IntRange(1, 256), help="Local model: torch threads (on a small machine "
+                      "that also runs the cluster, 1 can be several times faster).")(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="Print the run's counters as JSON on the last line.")(fn)
+    fn = click.option("--no-explain", is_flag=True, help="Do not write explanations for anomalous sequences.")(fn)
+    fn = click.option("--batch", "score_batch", type=int, default=256, show_default=True,
+                      help="Sequences per scoring call and bulk request.")(fn)
+    fn = click.option("--page-size", type=int, default=1000, show_default=True, help="Documents per search page.")(fn)
+    fn = click.option("--idle-s", type=float, default=2.0, show_default=True,
+                      help="Close a sequence after this long (event time) without lines.")(fn)
+    fn = click.option("--max-lines", type=int, default=15, show_default=True, help="Close a sequence at this many lines.")(fn)
+    fn = click.option("--message-field", default="message", show_default=True)(fn)
+    fn = click.option("--time-field", help="Tailing field (default: event.ingested when present, else @timestamp).")(fn)
+    fn = click.option("--key-field", "key_fields", multiple=True, default=("service.name", "host.name"),
+                      show_default=True, help="Field(s) whose values key a sequence (repeat), e.g. trace_id.")(fn)
+    return fn
+
+
+def _client(url, backend, ca_cert):
+    from collectors.elastic.connection import connect
+
+    return connect(url, backend=backend, ca_certs=ca_cert)
+
+
+def _scorer(model_dir, servers, token_file, tls_ca, threads=None):
+    from collectors.otel.scoring import local_scorer, remote_scorer
+
+    if threads is not None and servers:
+        raise click.UsageError("--threads is for a local model only (the server has its own --threads)")
+    if servers and model_dir:
+        raise click.UsageError("--model and --server exclude each other: the server has its model")
+    if servers:
+        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+        return remote_scorer(list(servers), token=token, tls_ca=tls_ca), None
+    from logllm_plugin.detector import load_detector
+
+    detector = load_detector(model_dir)
+    detector.threads = threads  # applied in whichever thread scores (backfill slices run in threads)
+    return local_scorer(detector=detector), detector
+
+
+def _explainer(detector, no_explain):
+    if no_explain:
+        return None
+    from logllm_plugin.analyzers.service import AnalysisService
+
+    return AnalysisService(signature=detector.store_ids if detector is not None else None)
+
+
+def _cluster_errors():
+    from collectors.elastic.annotator import AnnotateError
+    from collectors.elastic.connection import ClusterError
+
+    return (ClusterError, AnnotateError, ValueError)
+
+
+def _guard(fn):
+    try:
+        return fn()
+    except _cluster_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group("es")
+def es() -> None:
+    """Elasticsearch / OpenSearch: mappings and pipeline, annotate new documents, backfill history."""
+
+
+@es.command("setup")
+@cluster_options
+@click.option("--key-field", "key_fields", multiple=True, help="Field(s) the pipeline joins into logllm.sequence.key.")
+@click.option("--priority", type=int, default=200, show_default=True, help="Priority of the index template.")
+def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
+    """Install the logllm.* mappings, the ingest pipeline (where the cluster has ingest) and the state index."""
+    def work():
+        from collectors.elastic.setup import setup_cluster
+
+        client = _client(url, backend, ca_cert)
+        report = setup_cluster(client, index, key_fields=key_fields, priority=priority)
+        click.echo(f"{client.backend} at {url}:")
+        for line in report.lines():
+            click.echo(f"  {line}")
+
+    _run(lambda: _guard(work))
+
+
+@es.command("annotate")
+@cluster_options
+@scoring_options
+@annotate_options
+@click.option("--once", is_flag=True, help="Annotate what is pending, then exit (default: follow new documents).")
+@click.option("--lateness-s", type=float, default=300.0, show_default=True,
+              help="Re-read this far behind the checkpoint for late documents.")
+@click.option("--poll-s", type=float, default=2.0, show_default=True, help="Following: pause between passes.")
+@click.option("--checkpoint", "checkpoint_name", help="Checkpoint name in the state index (default: the pattern).")
+@click.option("--partition", help="I/N: this annotator takes the keys with crc32(key) %% N == I (run N of them).")
+def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
+                 message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, once, lateness_s,
+                 poll_s, checkpoint_name, partition, threads):
+    """Score new documents by sequence and write logllm.* annotations back (bulk partial updates)."""
+    def work():
+        from collectors.elastic.annotator import Annotator, AnnotatorConfig
+        from logllm_plugin.sequencer import SequencerConfig
+
+        client = _client(url, backend, ca_cert)
+        score, detector = _scorer(model_dir, servers, token_file, tls_ca, threads)
+        config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
+                                 time_field=time_field, lateness_s=lateness_s, page_size=page_size,
+                                 score_batch=score_batch, checkpoint_name=checkpoint_name,
+                                 partition=_partition(partition),
+                                 sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
+                                                           idle_s=idle_s))
+        annotator = Annotator(client, score, config, explainer=_explainer(detector, no_explain))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: annotator.stop_event.set())
+        started = time.monotonic()
+        stats = annotator.run_once() if once else annotator.follow(poll_s)
+        _report(stats, time.monotonic() - started, as_json)
+
+    _run(lambda: _guard(work))
+
+
+def _partition(text):
+    if not text:
+        return None
+    try:
+        mine, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise click.UsageError(f"--partition must be I/N, e.g. 0/2, got {text!r}") from None
+    return mine, count
+
+
+def _report(stats, elapsed_s: float, as_json: bool) -> None:
+    rate = stats.docs_annotated / elapsed_s if elapsed_s > 0 else 0.0
+    click.echo(f"annotated {stats.docs_annotated} documents in {stats.sequences} sequences "
+               f"({stats.anomalous_sequences} anomalous) in {elapsed_s:.1f}s ({rate:.0f} docs/s); "
+               f"conflicts {stats.conflicts}, failures {stats.failures}, "
+               f"retries {stats.request_retries} requests / {stats.item_retries} items", err=as_json)
+    if as_json:
+        click.echo(json.dumps({**stats.as_dict(), "elapsed_s": round(elapsed_s, 3), "docs_per_s": round(rate, 1)}))
+    if stats.failures:
+        sys.exit(3)
+
+
+@es.command("backfill")
+@cluster_options
+@scoring_options
+@annotate_options
+@click.option("--from", "time_from", required=True, help="Start (inclusive): ISO 8601 (UTC if no zone) or epoch ms.")
+@click.option("--to", "time_to", required=True, help="End (exclusive): ISO 8601 or epoch ms.")
+@click.option("--slices", type=int, default=1, show_default=True, help="Parallel time slices.")
+def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
+                 message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, time_from, time_to,
+                 slices, threads):
+    """Annotate the documents of a time range not yet annotated, in parallel slices, with a progress bar."""
+    def work():
+        from tqdm import tqdm
+
+        from collectors.elastic.annotator import Annotator, AnnotatorConfig
+        from collectors.elastic.backfill import backfill, parse_time_ms, pending_count
+        from logllm_plugin.sequencer import SequencerConfig
+
+        start_ms, end_ms = parse_time_ms(time_from), parse_time_ms(time_to)
+        client = _client(url, backend, ca_cert)
+        score, detector = _scorer(model_dir, servers, token_file, tls_ca, threads)
+        config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
+                                 time_field=time_field, page_size=page_size, score_batch=score_batch,
+                                 sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
+                                                           idle_s=idle_s))
+        if config.time_field is None:  # one detection for all slices
+            config.time_field = Annotator(client, score, config)._detect_time_field()
+        total = pending_count(client, config, config.time_field, start_ms, end_ms)
+        bar = tqdm(total=total, desc="backfill", unit="doc", file=sys.stderr, disable=not sys.stderr.isatty())
+        started = time.monotonic()
+        stats = backfill(client, score, config, start_ms, end_ms, slices, explainer=_explainer(detector, no_explain),
+                         on_progress=bar.update)
+        bar.close()
+        _report(stats, time.monotonic() - started, as_json)
+
+    _run(lambda: _guard(work))
+
+
+@main.group("kibana")
+def kibana() -> None:
+    """Kibana saved objects: a data view, a saved search, a Lens chart and a dashboard of anomalies."""
+
+
+@kibana.command("export")
+@click.option("--index", "index", default="logs-*", show_default=True, help="Index pattern of the data view.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="NDJSON file to write.")
+def kibana_export_cmd(index, out_path):
+    """Write the saved objects as NDJSON (Stack Management → Saved objects → Import takes it too)."""
+    from collectors.kibana.saved_objects import saved_objects, to_ndjson
+
+    objects = saved_objects(index)
+    Path(out_path).write_text(to_ndjson(objects), encoding="utf-8")
+    click.echo(f"wrote {len(objects)} saved objects for {index} to {out_path}")
+
+
+@kibana.command("import")
+@click.option("--url", required=True, help="Kibana URL, e.g. http://127.0.0.1:5601.")
+@click.option("--index", "index", default="logs-*", show_default=True, help="Index pattern of the data view.")
+@click.option("--file", "in_path", type=click.Path(dir_okay=False, exists=True),
+              help="NDJSON to import (default: generate it for --index).")
+@click.option("--space", help="Kibana space id (default: the default space).")
+@click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True), help="PEM CA for https.")
+def kibana_import_cmd(url, index, in_path, space, ca_cert):
+    """Import the saved objects through Kibana's saved-objects API (overwriting earlier copies).
+
+    Credentials from LOGLLM_KIBANA_API_KEY, or LOGLLM_KIBANA_USERNAME + LOGLLM_KIBANA_PASSWORD.
+    """
+    import os
+
+    from collectors.elastic.connection import ClusterError, ConnectionSettings
+    from collectors.kibana.saved_objects import import_saved_objects, saved_objects, to_ndjson
+
+    try:
+        auth = ConnectionSettings(url=url, api_key=os.environ.get("LOGLLM_KIBANA_API_KEY") or None,
+                                  username=os.environ.get("LOGLLM_KIBANA_USERNAME") or None,
+                                  password=os.environ.get("LOGLLM_KIBANA_PASSWORD") or None)
+        ndjson = Path(in_path).read_text(encoding="utf-8") if in_path else to_ndjson(saved_objects(index))
+        result = import_saved_objects(url, ndjson, headers=auth.auth_headers(), ca_certs=ca_cert, space=space)
+    except (ClusterError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not result.get("success", False):
+        raise click.ClickException(f"Kibana refused some objects: {json.dumps(result.get('errors', []))[:2000]}")
+    click.echo(f"imported {result.get('successCount', 0)} saved objects into {url}")
