@@ -144,6 +144,30 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
     _run(work)
 
 
+@bench.command("annotate")
+@click.option("--url", required=True, help="Elasticsearch or OpenSearch URL (e.g. from scripts/local-stack up).")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Logs to index and annotate (sequence JSONL or anything detect reads).")
+@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads (1 is faster beside a local cluster).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
+def bench_annotate_cmd(url, data_path, model_dir, threads, as_json):
+    """Documents/s annotated in a real cluster beside the annotator with no model, same run."""
+    def work():
+        from collectors.elastic.bench import run_annotate_bench
+
+        result = run_annotate_bench(url=url, data_path=data_path, model_dir=model_dir, threads=threads,
+                                    progress=lambda m: click.echo(m, err=True))
+        if not as_json:
+            click.echo(f"{result['docs']:,} documents, {result['sequences']:,} sequences "
+                       f"({result['anomalous_sequences']:,} anomalous) on {result['backend']}")
+            click.echo(f"annotate: {result['docs_per_s']:,} docs/s; without the model: "
+                       f"{result['baseline_docs_per_s']:,} docs/s (ratio {result['ratio_to_baseline']})")
+        click.echo(json.dumps(result) if as_json else "")
+
+    _run(work)
+
+
 @bench.command("bridge")
 @click.option("--model", "model_dir", help="Model scoring inside the bridge (default: the embedded model).")
 @click.option("--data", "data_path", help="Log lines to send (default: the bundled sample's lines).")
