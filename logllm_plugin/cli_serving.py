@@ -87,16 +87,18 @@ def bench() -> None:
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Comma-separated client counts.")
 @click.option("--max-batch", type=int, default=64, show_default=True, help="Batching on: --max-batch of the server.")
 @click.option("--max-wait-ms", type=float, default=5.0, show_default=True, help="Batching on: --max-wait-ms of the server.")
+@click.option("--threads", type=click.IntRange(1, 256), help="--threads of the server (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
 def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], requests_per_level: int, concurrency: str,
-                     max_batch: int, max_wait_ms: float, as_json: bool):
+                     max_batch: int, max_wait_ms: float, threads: Optional[int], as_json: bool):
     """Sequences/s and p50/p99 latency of a real server, dynamic batching on vs off, and peak RSS."""
     def work():
         from logllm_plugin.benchmarks.server import run_server_bench
 
         levels = [int(x) for x in concurrency.split(",") if x.strip()]
         result = run_server_bench(model_dir=model_dir, data_path=data_path, requests_per_level=requests_per_level,
-                                  concurrency_levels=levels, max_batch=max_batch, max_wait_ms=max_wait_ms, progress=lambda m: click.echo(m, err=True))
+                                  concurrency_levels=levels, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                  threads=threads, progress=lambda m: click.echo(m, err=True))
         if not as_json:
             for row in result["runs"]:
                 click.echo(f"batching {row['batching']:<3} concurrency {row['concurrency']:>3}: "

@@ -48,7 +48,8 @@ def forward_windows(model, items, table_t, batch_size: int, device=None) -> tupl
     dtype = next(model.parameters()).dtype  # fp16/bf16 when the server chose them
     logits = np.zeros(len(items), dtype=np.float64)
     cats = np.zeros((len(items), model.config.num_categories), dtype=np.float32)
-    model.eval()
+    if model.training:  # training's checkpoint selection scores mid-training; eval() walks every module
+        model.eval()
     with torch.inference_mode():
         table_t = table_t.to(device=device, dtype=dtype) if device is not None else table_t.to(dtype)
         projected, transition = model.project_table(table_t)  # once per distinct line, not per position

@@ -109,7 +109,7 @@ def _drive(target: str, sequences: list[list[str]], concurrency: int, total: int
 
 def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requests_per_level: int,
                      concurrency_levels: list[int], max_batch: int = 64, max_wait_ms: float = 5.0,
-                     progress: Callable[[str], None] = lambda m: None) -> dict:
+                     threads: Optional[int] = None, progress: Callable[[str], None] = lambda m: None) -> dict:
     from logllm_plugin.inputs import load_sequences
 
     modes = {"on": (max_batch, max_wait_ms), "off": BATCHING_OFF}
@@ -122,6 +122,8 @@ def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requ
         args = ["--max-batch", str(batch), "--max-wait-ms", str(wait), "--max-queue", "100000", "--verdict-cache", "0"]
         if model_dir:
             args += ["--model", model_dir]
+        if threads:
+            args += ["--threads", str(threads)]
         server = _ServerProcess(args)
         try:
             for level in concurrency_levels:
@@ -149,4 +151,6 @@ def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requ
         "server_peak_rss_mib": max((v for v in rss.values() if v is not None), default=None),
         "server_peak_rss_mib_by_mode": rss,
         "cpu_count": os.cpu_count(),
+        "server_threads": threads,
+        "verdict_cache": "off: every request goes through the model",
     }
