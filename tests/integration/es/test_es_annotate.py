@@ -119,10 +119,11 @@ def test_kill_9_mid_run_then_restart_annotates_every_document_exactly_once(es_cl
     assert_annotated_exactly_once(all_hits(es_client, index), docs)
 
 
-class _Refuse429Proxy(http.server.BaseHTTPRequestHandler):
-    """Forwards to the cluster, except that the first `_bulk` request is answered 429."""
+class _RefuseFirstBulkProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards to the cluster, except that the first `_bulk` request is answered `status`."""
 
     target = ""
+    status = 429
     bulk_calls: list[int] = []
 
     def _forward(self):
@@ -130,8 +131,9 @@ class _Refuse429Proxy(http.server.BaseHTTPRequestHandler):
         if self.path.split("?")[0].endswith("/_bulk"):
             self.bulk_calls.append(len(body))
             if len(self.bulk_calls) == 1:
-                payload = b'{"error":{"type":"es_rejected_execution_exception","reason":"test"},"status":429}'
-                self.send_response(429)
+                kind = b"es_rejected_execution_exception" if self.status == 429 else b"unavailable_shards_exception"
+                payload = b'{"error":{"type":"' + kind + b'","reason":"test"},"status":' + str(self.status).encode() + b"}"
+                self.send_response(self.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("X-Elastic-Product", "Elasticsearch")
                 self.send_header("Content-Length", str(len(payload)))
@@ -159,16 +161,17 @@ class _Refuse429Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_429_from_the_cluster_is_retried_and_nothing_is_lost(es_client, elasticsearch_url):
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_429_or_503_from_the_cluster_is_retried_and_nothing_is_lost(es_client, elasticsearch_url, status):
     from collectors.elastic.annotator import Annotator, AnnotatorConfig
     from collectors.elastic.bulk import BulkWriter
     from collectors.elastic.connection import connect
     from collectors.otel.scoring import local_scorer
 
-    index = "annotate-429"
+    index = f"annotate-{status}"
     docs = seed_documents(limit=30)
     index_documents(es_client, index, docs)
-    handler = type("Proxy", (_Refuse429Proxy,), {"target": elasticsearch_url, "bulk_calls": []})
+    handler = type("Proxy", (_RefuseFirstBulkProxy,), {"target": elasticsearch_url, "status": status, "bulk_calls": []})
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
