@@ -70,10 +70,8 @@ def windows(length: int, max_positions: int) -> list[tuple[int, int]]:
     return [(s, s + max_positions) for s in starts]
 
 
-def pad_batch(items: Sequence[tuple[np.ndarray, np.ndarray]], table, device=None):
-    """(template_ids, rows) pairs → embeddings [B, L, D], token_mask [B, L], template_ids [B, L]."""
-    import torch
-
+def _padded(items: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """template_ids [B, L], rows [B, L], token_mask [B, L] of (template_ids, rows) pairs, zero-padded."""
     length = max(1, max(len(ids) for ids, _ in items))
     ids = np.zeros((len(items), length), dtype=np.int64)
     rows = np.zeros((len(items), length), dtype=np.int64)
@@ -82,9 +80,17 @@ def pad_batch(items: Sequence[tuple[np.ndarray, np.ndarray]], table, device=None
         ids[b, : len(t)] = t
         rows[b, : len(r)] = r
         mask[b, : len(t)] = True
+    return ids, rows, mask
+
+
+def pad_batch(items: Sequence[tuple[np.ndarray, np.ndarray]], table, device=None):
+    """(template_ids, rows) pairs → embeddings [B, L, D], token_mask [B, L], template_ids [B, L]."""
+    import torch
+
+    ids, rows, mask = _padded(items)
     table_t = table if isinstance(table, torch.Tensor) else torch.from_numpy(table)
     rows_t = torch.from_numpy(rows)
-    embeddings = table_t[rows_t] if len(table_t) else torch.zeros((len(items), length, 1))
+    embeddings = table_t[rows_t] if len(table_t) else torch.zeros((*rows.shape, 1))
     embeddings = embeddings * torch.from_numpy(mask).unsqueeze(-1).to(embeddings.dtype)
     tensors = (embeddings, torch.from_numpy(mask), torch.from_numpy(ids))
     if device is not None:
@@ -100,14 +106,7 @@ def pad_rows(items: Sequence[tuple[np.ndarray, np.ndarray]], no_previous: int, d
     """
     import torch
 
-    length = max(1, max(len(ids) for ids, _ in items))
-    ids = np.zeros((len(items), length), dtype=np.int64)
-    rows = np.zeros((len(items), length), dtype=np.int64)
-    mask = np.zeros((len(items), length), dtype=bool)
-    for b, (t, r) in enumerate(items):
-        ids[b, : len(t)] = t
-        rows[b, : len(r)] = r
-        mask[b, : len(t)] = True
+    ids, rows, mask = _padded(items)
     previous = np.empty_like(rows)
     previous[:, 0] = no_previous
     previous[:, 1:] = rows[:, :-1]
