@@ -93,7 +93,11 @@ def run_annotate_bench(*, url: str, data_path: str, model_dir: Optional[str] = N
     finally:
         for index in indexes.values():
             client.raw.indices.delete(index=index, ignore_unavailable=True)
-        client.raw.indices.delete_index_template(name=index_template_name(PATTERN), ignore=[404])
+        template = index_template_name(PATTERN)
+        if client.backend == "elasticsearch":
+            client.raw.options(ignore_status=404).indices.delete_index_template(name=template)
+        else:
+            client.raw.indices.delete_index_template(name=template, ignore=404)
         client.close()
     return {
         "benchmark": "annotate",

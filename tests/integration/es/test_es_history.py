@@ -49,7 +49,7 @@ def test_history_to_train_to_a_model_that_beats_the_in_run_baseline(es_client, e
     assert f"{expected} sequences ({expected_anomalous} anomalous)" in result.output
     evaluated = CliRunner().invoke(main, ["eval", "--model", str(out), "--data", str(DATA / "seed_test.jsonl"), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
-    figures = json.loads(evaluated.output.strip().splitlines()[-1])
+    figures = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert figures["n"] == 200
     assert figures["f1"] >= figures["baseline"]["f1"] and figures["f1"] > 0.8, figures
 
