@@ -521,12 +521,18 @@ def _text_record(
     if "timestamp" in groups:
         record.timestamp_s = _timestamp(groups["timestamp"], lineno, report)
     if "label" in groups:
-        try:
-            record.label = label_parser(groups["label"])
-        except ValueError as exc:
-            report.bad_labels += 1
-            report.problem(f"line {lineno}: {exc}; kept as unlabeled")
+        _set_label(record, groups["label"], label_parser, lineno, report)
     return record
+
+
+def _set_label(record: LogRecord, value: Any, label_parser: Callable[[Any], Optional[int]], lineno: int,
+               report: ReadReport) -> None:
+    """A line's own label; one that does not parse is counted and the line kept unlabeled."""
+    try:
+        record.label = label_parser(value)
+    except ValueError as exc:
+        report.bad_labels += 1
+        report.problem(f"line {lineno}: {exc}; kept as unlabeled")
 
 
 def _timestamp(value: Any, lineno: int, report: ReadReport) -> Optional[float]:
@@ -625,11 +631,7 @@ def _iter_csv_records(lines: _Lines, report: ReadReport, key_re: Optional[re.Pat
         if "Timestamp" in fields:
             record.timestamp_s = _timestamp(fields["Timestamp"], lineno, report)
         if "Label" in fields:
-            try:
-                record.label = label_parser(fields["Label"])
-            except ValueError as exc:
-                report.bad_labels += 1
-                report.problem(f"line {lineno}: {exc}; kept as unlabeled")
+            _set_label(record, fields["Label"], label_parser, lineno, report)
         if key_re is not None and (m := key_re.search(message)) is not None:
             record.key = m.group("key") if "key" in key_re.groupindex else m.group(0)
         _count_long(message, max_chars, f"line {lineno}", report)

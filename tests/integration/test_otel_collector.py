@@ -219,6 +219,20 @@ service:
 
 
 # ------------------------------------------------------------------ the bridge between two pipelines
+RETRY_120S = """    timeout: 5s
+    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 120s}
+"""
+
+
+def ordered_exporter(name, port, extra=""):
+    """An otlp_grpc exporter (YAML) with one queue consumer: batches go out in order."""
+    return f"""  otlp_grpc/{name}:
+    endpoint: 127.0.0.1:{port}
+    tls: {{insecure: true}}
+{extra}    sending_queue: {{enabled: true, num_consumers: 1}}
+"""
+
+
 def two_pipeline_config(log_file, bridge_port, otlp_port, out_port, health_port, operators=""):
     """configs/otelcol.yaml's pattern: file → bridge (annotates) → collector's OTLP receiver → out."""
     return f"""
@@ -233,17 +247,7 @@ receivers:
 processors:
   batch: {{timeout: 200ms, send_batch_size: 50, send_batch_max_size: 50}}
 exporters:
-  otlp_grpc/logllm:
-    endpoint: 127.0.0.1:{bridge_port}
-    tls: {{insecure: true}}
-    timeout: 5s
-    retry_on_failure: {{enabled: true, initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 120s}}
-    sending_queue: {{enabled: true, num_consumers: 1}}
-  otlp_grpc/out:
-    endpoint: 127.0.0.1:{out_port}
-    tls: {{insecure: true}}
-    sending_queue: {{enabled: true, num_consumers: 1}}
-extensions:
+{ordered_exporter("logllm", bridge_port, RETRY_120S)}{ordered_exporter("out", out_port)}extensions:
   health_check: {{endpoint: 127.0.0.1:{health_port}}}
 service:
   extensions: [health_check]
@@ -437,19 +441,7 @@ receivers:
 processors:
   batch: {{timeout: 200ms, send_batch_size: 50, send_batch_max_size: 50}}
 exporters:
-  otlp_grpc/bridge-api:
-    endpoint: 127.0.0.1:{ports['api']}
-    tls: {{insecure: true}}
-    sending_queue: {{enabled: true, num_consumers: 1}}
-  otlp_grpc/bridge-db:
-    endpoint: 127.0.0.1:{ports['db']}
-    tls: {{insecure: true}}
-    sending_queue: {{enabled: true, num_consumers: 1}}
-  otlp_grpc/out:
-    endpoint: 127.0.0.1:{out_port}
-    tls: {{insecure: true}}
-    sending_queue: {{enabled: true, num_consumers: 1}}
-extensions:
+{ordered_exporter("bridge-api", ports["api"])}{ordered_exporter("bridge-db", ports["db"])}{ordered_exporter("out", out_port)}extensions:
   health_check: {{endpoint: 127.0.0.1:{health_port}}}
 service:
   extensions: [health_check]
