@@ -23,7 +23,7 @@ class DetectRequest(_message.Message):
     def __init__(self, sequences: _Optional[_Iterable[_Union[Sequence, _Mapping]]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("id", "key", "label", "score", "category", "evidence", "novel_templates", "model_version")
+    __slots__ = ("id", "key", "label", "score", "category", "evidence", "novel_templates", "model_version", "familiarity", "status", "suppressed")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,9 @@ class Verdict(_message.Message):
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     NOVEL_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAMILIARITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     id: str
     key: str
     label: str
@@ -40,7 +43,10 @@ class Verdict(_message.Message):
     evidence: _containers.RepeatedScalarFieldContainer[int]
     novel_templates: int
     model_version: str
-    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., category: _Optional[str] = ..., evidence: _Optional[_Iterable[int]] = ..., novel_templates: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    familiarity: float
+    status: str
+    suppressed: bool
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., category: _Optional[str] = ..., evidence: _Optional[_Iterable[int]] = ..., novel_templates: _Optional[int] = ..., model_version: _Optional[str] = ..., familiarity: _Optional[float] = ..., status: _Optional[str] = ..., suppressed: _Optional[bool] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
     __slots__ = ("verdicts", "model_version")
@@ -95,7 +101,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("model_version", "plugin_version", "threshold", "device", "dtype", "categories", "templates", "max_batch_sequences", "max_wait_ms", "max_lines_per_sequence", "max_sequences_per_request", "max_line_bytes")
+    __slots__ = ("model_version", "plugin_version", "threshold", "device", "dtype", "categories", "templates", "max_batch_sequences", "max_wait_ms", "max_lines_per_sequence", "max_sequences_per_request", "max_line_bytes", "state", "history_sequences")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +114,8 @@ class ModelInfoResponse(_message.Message):
     MAX_LINES_PER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     MAX_SEQUENCES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_LINE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     plugin_version: str
     threshold: float
@@ -120,4 +128,22 @@ class ModelInfoResponse(_message.Message):
     max_lines_per_sequence: int
     max_sequences_per_request: int
     max_line_bytes: int
-    def __init__(self, model_version: _Optional[str] = ..., plugin_version: _Optional[str] = ..., threshold: _Optional[float] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., templates: _Optional[int] = ..., max_batch_sequences: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_lines_per_sequence: _Optional[int] = ..., max_sequences_per_request: _Optional[int] = ..., max_line_bytes: _Optional[int] = ...) -> None: ...
+    state: str
+    history_sequences: int
+    def __init__(self, model_version: _Optional[str] = ..., plugin_version: _Optional[str] = ..., threshold: _Optional[float] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., templates: _Optional[int] = ..., max_batch_sequences: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_lines_per_sequence: _Optional[int] = ..., max_sequences_per_request: _Optional[int] = ..., max_line_bytes: _Optional[int] = ..., state: _Optional[str] = ..., history_sequences: _Optional[int] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("sequences", "label")
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    sequences: _containers.RepeatedCompositeFieldContainer[Sequence]
+    label: str
+    def __init__(self, sequences: _Optional[_Iterable[_Union[Sequence, _Mapping]]] = ..., label: _Optional[str] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("accepted", "stored")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    stored: int
+    def __init__(self, accepted: _Optional[int] = ..., stored: _Optional[int] = ...) -> None: ...

@@ -49,6 +49,11 @@ class InferenceStub:
                 request_serializer=logllm_dot_v1_dot_inference__pb2.ModelInfoRequest.SerializeToString,
                 response_deserializer=logllm_dot_v1_dot_inference__pb2.ModelInfoResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/logllm.v1.Inference/Feedback',
+                request_serializer=logllm_dot_v1_dot_inference__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=logllm_dot_v1_dot_inference__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -69,7 +74,15 @@ class InferenceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ModelInfo(self, request, context):
-        """What the server is running: model version, threshold, device, limits.
+        """What the server is running: model version, threshold, device, limits, learning state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Feedback(self, request, context):
+        """An operator's correction: these sequences are normal (or anomalous). Suppresses the same
+        masked sequence at once and becomes training data at the next retrain (learning mode).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +105,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.ModelInfo,
                     request_deserializer=logllm_dot_v1_dot_inference__pb2.ModelInfoRequest.FromString,
                     response_serializer=logllm_dot_v1_dot_inference__pb2.ModelInfoResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=logllm_dot_v1_dot_inference__pb2.FeedbackRequest.FromString,
+                    response_serializer=logllm_dot_v1_dot_inference__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +193,33 @@ class Inference:
             '/logllm.v1.Inference/ModelInfo',
             logllm_dot_v1_dot_inference__pb2.ModelInfoRequest.SerializeToString,
             logllm_dot_v1_dot_inference__pb2.ModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logllm.v1.Inference/Feedback',
+            logllm_dot_v1_dot_inference__pb2.FeedbackRequest.SerializeToString,
+            logllm_dot_v1_dot_inference__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,
