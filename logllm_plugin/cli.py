@@ -23,9 +23,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from logllm_plugin.artifacts import ModelDirError
     from logllm_plugin.config import ConfigError
     from logllm_plugin.encoder import EncoderUnavailable
+    from logllm_plugin.learning.history import HistoryError
     from logllm_plugin.readers import InputError
 
-    errors: list[type[BaseException]] = [ModelDirError, ConfigError, EncoderUnavailable, InputError]
+    errors: list[type[BaseException]] = [ModelDirError, ConfigError, EncoderUnavailable, InputError, HistoryError]
     try:
         from trainers.small import TrainingDataError
 
@@ -316,4 +317,4 @@ def _print_table(sequences, verdicts) -> None:
 
 # Registers serve and bench on `main`. Run the CLI as `logllm-plugin` or `python -m logllm_plugin`
 # (not `-m logllm_plugin.cli`, which would load this module twice).
-from logllm_plugin import cli_analysis, cli_data, cli_es, cli_llm, cli_otel, cli_serving  # noqa: E402,F401
+from logllm_plugin import cli_analysis, cli_data, cli_es, cli_learning, cli_llm, cli_otel, cli_serving  # noqa: E402,F401

@@ -21,8 +21,37 @@ def use_json_logs(level: int = logging.INFO) -> None:
         logging.getLogger(name).setLevel(min(level, root.level or level))
 
 
+class Duration(click.ParamType):
+    """`90`, `90s`, `15m`, `6h`, `1d` → seconds."""
+
+    name = "duration"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = text[-1:] if text[-1:] in self.UNITS else "s"
+        number = text[:-1] if text[-1:] in self.UNITS else text
+        try:
+            seconds = float(number) * self.UNITS[unit]
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (e.g. 90s, 15m, 6h, 1d)", param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
+
+
 @main.command("serve")
 @click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
+@click.option("--learn", "learn_dir", type=click.Path(file_okay=False),
+              help="Learning mode: keep a history here, train models of this traffic's normal, publish them here.")
+@click.option("--follow", "follow_dir", type=click.Path(file_okay=False),
+              help="Serve the versions a learner publishes in this directory (another replica's --learn DIR).")
+@click.option("--learn-min-sequences", type=click.IntRange(1),
+              help="Learning mode: sequences received before the first model trains (default 2000).")
+@click.option("--retrain-every", type=Duration(),
+              help="Learning mode: retrain over the recent history this often (e.g. 6h; 0: never; default 6h).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its `server:` section.")
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces).")
 @click.option("--port", type=int, help="gRPC port (default 50051; 0 picks a free one, logged at start).")
@@ -43,10 +72,21 @@ def use_json_logs(level: int = logging.INFO) -> None:
 @click.option("--llm", "llm_dir", help="Analyze with this local Qwen model directory (default: the knowledge base).")
 @click.option("--adapter", "adapter_dir", help="peft adapter for --llm.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
-def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cert, tls_key, tls_client_ca,
-              max_batch, max_wait_ms, max_queue, device, dtype, grace_s, verdict_cache_size, threads, llm_dir,
-              adapter_dir, log_format):
-    """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP."""
+def serve_cmd(model_dir, learn_dir, follow_dir, learn_min_sequences, retrain_every, config_path, host, port,
+              http_port, token_file, tls_cert, tls_key, tls_client_ca, max_batch, max_wait_ms, max_queue, device,
+              dtype, grace_s, verdict_cache_size, threads, llm_dir, adapter_dir, log_format):
+    """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP.
+
+    With --learn DIR no model is needed: verdicts are `unscored` (status `learning`) until enough
+    traffic has been seen, then a model of this traffic's normal serves, retrained on a schedule.
+    """
+    if learn_dir and follow_dir:
+        raise click.UsageError("--learn and --follow are exclusive: one learner, any number of followers")
+    if follow_dir and model_dir:
+        raise click.UsageError("--follow serves the learner's versions; it takes no --model")
+    if (learn_min_sequences is not None or retrain_every is not None) and not learn_dir:
+        raise click.UsageError("--learn-min-sequences and --retrain-every need --learn DIR")
+
     def work():
         from logllm_plugin.analyzers.service import build_analysis_service
         from logllm_plugin.cli_analysis import analysis_overrides
@@ -58,7 +98,8 @@ def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cer
             "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
             "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
             "grace_s": grace_s, "verdict_cache_size": verdict_cache_size, "threads": threads},
-            **analysis_overrides(llm_dir, adapter_dir)}
+            **analysis_overrides(llm_dir, adapter_dir),
+            "learning": {"min_sequences": learn_min_sequences, "retrain_every_s": retrain_every}}
         plugin_config = _config(config_path, overrides)
         config = plugin_config.server
         if log_format == "json":
@@ -66,12 +107,35 @@ def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cer
         else:
             logging.getLogger("logllm_plugin").setLevel(logging.INFO)
         server = InferenceServer(
-            config, lambda: load_detector(model_dir, device=config.device),
+            config, detector_loader(plugin_config, model_dir, learn_dir, follow_dir),
             analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids),
         ).start()
         server.serve_until_signal()
 
     _run(work)
+
+
+def detector_loader(plugin_config, model_dir: Optional[str], learn_dir: Optional[str], follow_dir: Optional[str]):
+    """What the server scores with: a model from a file, a learner, or a follower of one.
+
+    Learning mode and following start at once (no model to load); the store and the history are
+    checked here so that an unusable directory stops `serve` with a clear message.
+    """
+    from logllm_plugin.detector import load_detector
+
+    device = plugin_config.server.device
+    if learn_dir:
+        from logllm_plugin.learning.learner import LearningDetector
+
+        initial = load_detector(model_dir, device=device) if model_dir else None
+        learner = LearningDetector(learn_dir, plugin_config, device=device, initial=initial)
+        return lambda: learner
+    if follow_dir:
+        from logllm_plugin.learning.follower import FollowingDetector
+
+        follower = FollowingDetector(follow_dir, plugin_config, device=device)
+        return lambda: follower
+    return lambda: load_detector(model_dir, device=device)
 
 
 @main.group("bench")
@@ -188,6 +252,39 @@ def bench_bridge_cmd(model_dir, data_path, records, as_json):
             click.echo(f"plain forward: {result['plain_forward_records_per_s']:.0f} records/s; "
                        f"bridge: {result['bridge_records_per_s']:.0f} records/s "
                        f"(ratio {result['bridge_to_plain_ratio']})")
+        click.echo(json.dumps(result) if as_json else "")
+
+    _run(work)
+
+
+@bench.command("learn")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labeled sequences (JSONL); the `split` field, else file order, makes train/test.")
+@click.option("--train-fraction", type=click.FloatRange(0.05, 0.95), default=0.7, show_default=True,
+              help="Without a split field: the first share (file order) is the history.")
+@click.option("--contamination", type=click.FloatRange(0.0, 0.5), default=0.0, show_default=True,
+              help="Mix this share of the training part's anomalies, unlabeled, into the history.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="--threads of the server.")
+@click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
+              help="Longest wait for learning → serving.")
+@click.option("--no-reference", is_flag=True, help="Skip `train small --normal-only` on the same history.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
+def bench_learn_cmd(data_path, train_fraction, contamination, threads, timeout_s, no_reference, as_json):
+    """serve --learn over HTTP: stream the history, wait for `serving`, stream the test part; F1 beside
+    `train small --normal-only` and the novelty rule on the same history, same run."""
+    def work():
+        from logllm_plugin.benchmarks.learning import run_learning_bench
+
+        result = run_learning_bench(data_path, train_fraction=train_fraction, contamination=contamination,
+                                    threads=threads, timeout_s=timeout_s, reference=not no_reference,
+                                    progress=lambda m: click.echo(m, err=True))
+        if not as_json:
+            click.echo(f"{result['data']} ({result['split']}): history {result['history']}, test {result['test']} "
+                       f"({result['test_anomalies']} anomalous); learning → serving {result.get('learning_to_serving_s')} s")
+            for name in ("learned", "train_small_normal_only", "novelty_rule"):
+                if name in result:
+                    r = result[name]
+                    click.echo(f"{name:24} F1 {r['f1']:.4f}  p {r['precision']:.4f}  r {r['recall']:.4f}")
         click.echo(json.dumps(result) if as_json else "")
 
     _run(work)

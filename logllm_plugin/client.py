@@ -26,6 +26,7 @@ from logllm_plugin.records import LogSequence, Verdict
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 DETECT = "/logllm.v1.Inference/Detect"
 MODEL_INFO = "/logllm.v1.Inference/ModelInfo"
+FEEDBACK = "/logllm.v1.Inference/Feedback"
 ANALYZE = "/logllm.v1.Inference/Analyze"
 
 SequenceLike = Union[Sequence[str], LogSequence]
@@ -58,7 +59,8 @@ def to_request(sequences: Sequence[SequenceLike]) -> pb.DetectRequest:
 
 def from_response(response: pb.DetectResponse) -> list[Verdict]:
     return [Verdict(id=v.id, label=v.label, score=v.score, category=v.category, evidence=list(v.evidence),
-                    novel_templates=v.novel_templates, model_version=v.model_version) for v in response.verdicts]
+                    novel_templates=v.novel_templates, model_version=v.model_version, familiarity=v.familiarity,
+                    status=v.status or "ok", suppressed=v.suppressed) for v in response.verdicts]
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
@@ -131,6 +133,8 @@ class InferenceClient(_Base):
                                         response_deserializer=pb.AnalyzeResponse.FromString) for ch in self._channels]
         self._info = [ch.unary_unary(MODEL_INFO, request_serializer=pb.ModelInfoRequest.SerializeToString,
                                      response_deserializer=pb.ModelInfoResponse.FromString) for ch in self._channels]
+        self._feedback = [ch.unary_unary(FEEDBACK, request_serializer=pb.FeedbackRequest.SerializeToString,
+                                         response_deserializer=pb.FeedbackResponse.FromString) for ch in self._channels]
 
     def _channel(self, target: str) -> grpc.Channel:
         if self._credentials is not None:
@@ -175,6 +179,12 @@ class InferenceClient(_Base):
 
         response = self._call(self._info, pb.ModelInfoRequest(), timeout_s)
         return MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+    def feedback(self, sequences: Sequence[Sequence[str]], label: str, *, timeout_s: Optional[float] = None) -> dict:
+        """Tell a learning server these sequences are `normal` (or `anomalous`); returns accepted/stored."""
+        request = pb.FeedbackRequest(sequences=[pb.Sequence(lines=list(s)) for s in sequences], label=label)
+        response = self._call(self._feedback, request, timeout_s)
+        return {"accepted": response.accepted, "stored": response.stored}
 
     def close(self) -> None:
         for ch in self._channels:

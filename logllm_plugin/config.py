@@ -240,6 +240,48 @@ class AnalysisConfig:
 
 
 @dataclass
+class LearningConfig:
+    """Learning mode (`serve --learn DIR`): the history, the background trainer and its checks."""
+
+    min_sequences: int = 2000  # sequences received (repeats included) before the first model trains
+    retrain_every_s: float = 6 * 3600.0  # scheduled retrain over the recent history; 0: never
+    min_new_sequences: int = 200  # a scheduled retrain waits until this many arrived since the last
+    history_max_bytes: int = 256 << 20  # on disk, per source; the oldest segments go first
+    train_max_sequences: int = 4000  # most recent history a model trains on (bounds training time)
+    holdout_fraction: float = 0.1  # most recent history kept out of training for the checks
+    flag_rate_ceiling: float = 0.1  # a candidate flagging more of the held-out recent history is refused
+    min_injected_recall: float = 0.5  # ... or catching fewer injected anomalies than this
+    high_confidence: float = 0.99  # retrain leaves out history the current model flags at this score ...
+    new_normal_share: float = 0.05  # ... unless its unseen lines are this common (a release, not an incident)
+    epochs: Optional[int] = 12  # training epochs for learned models (null: training.epochs)
+    keep_versions: int = 5  # model versions kept in the store
+    poll_s: float = 2.0  # how often a follower (and the learner) look for a newly published version
+    feedback_max_entries: int = 10_000
+    feedback_ttl_s: float = 30 * 86400.0  # an operator's correction holds this long
+    nice: int = 10  # niceness of the training process: scoring comes first
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("min_sequences", "min_new_sequences", "history_max_bytes", "train_max_sequences",
+                     "keep_versions", "feedback_max_entries"):
+            if getattr(self, name) < 1:
+                out.append(f"learning.{name} must be >= 1")
+        if self.history_max_bytes < 1 << 16:
+            out.append("learning.history_max_bytes must be at least 65536")
+        for name in ("holdout_fraction", "flag_rate_ceiling", "min_injected_recall", "high_confidence",
+                     "new_normal_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                out.append(f"learning.{name} must be in 0..1")
+        if self.retrain_every_s < 0 or self.poll_s <= 0 or self.feedback_ttl_s <= 0:
+            out.append("learning.retrain_every_s must be >= 0, poll_s and feedback_ttl_s > 0")
+        if self.epochs is not None and self.epochs < 2:
+            out.append("learning.epochs must be >= 2 (or null for training.epochs)")
+        if not 0 <= self.nice <= 19:
+            out.append("learning.nice must be in 0..19")
+        return out
+
+
+@dataclass
 class PluginConfig:
     sequencer: SequencerConfig = field(default_factory=SequencerConfig)
     templates: TemplateConfig = field(default_factory=TemplateConfig)
@@ -248,6 +290,7 @@ class PluginConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
 
 
 # Settings that hold credentials: their values never appear in a message (a mistyped token in an

@@ -18,7 +18,7 @@ from logllm_plugin import __version__
 from logllm_plugin.artifacts import DETECTOR_FILE, ModelDirError, check_model_dir, read_json, weights_digest
 from logllm_plugin.config import EncoderConfig, TemplateConfig
 from logllm_plugin.encoder import LineEncoder
-from logllm_plugin.featurize import FeaturizedBatch, featurize, novel_template_counts, pad_rows, windows
+from logllm_plugin.featurize import FeaturizedBatch, familiarity, featurize, novel_template_counts, pad_rows, windows
 from logllm_plugin.records import LogSequence, Verdict
 from logllm_plugin.templates import TemplateStore
 from logllm_plugin.verdict_cache import Judgement, VerdictCache
@@ -155,6 +155,10 @@ class Detector:
         detector.model_dir = path
         return detector
 
+    def warm_up(self, lines: Sequence[str]) -> None:
+        """One call off the clock: the first pays lazy imports and allocation."""
+        self.detect([list(lines)])
+
     def store_ids(self, lines: Sequence[str]) -> np.ndarray:
         """Template ids of `lines` (0 = novel), as the baseline and the count view see them."""
         return np.array([self.store.lookup(line).template_id for line in lines], dtype=np.int64)
@@ -249,13 +253,15 @@ class Detector:
                 self.verdict_cache.put(key, judgement)
         return [
             Verdict(id=ids[n], label=j.label, score=j.score, category=j.category, evidence=list(j.evidence),
-                    novel_templates=j.novel_templates, model_version=self.settings.model_version)
+                    novel_templates=j.novel_templates, model_version=self.settings.model_version,
+                    familiarity=j.familiarity)
             for n, j in ((n, judged[key]) for n, key in enumerate(keys))
         ]
 
     def _judge(self, batch: FeaturizedBatch) -> list[Judgement]:
         """The model's verdict on every sequence of `batch` (all distinct)."""
         novel = novel_template_counts(batch)
+        familiar = familiarity(batch)
         scored = self.score_batch(batch)
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
         anomalous = {n: (logit, start, end) for n, (logit, _, start, end) in enumerate(scored)
@@ -268,6 +274,7 @@ class Detector:
                 category=self._category(cat_logits, n in anomalous),
                 evidence=tuple(evidence.get(n, ())),
                 novel_templates=novel[n],
+                familiarity=familiar[n],
             )
             for n, (_, cat_logits, _, _) in enumerate(scored)
         ]

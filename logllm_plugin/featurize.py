@@ -59,6 +59,11 @@ def novel_template_counts(batch: FeaturizedBatch) -> list[int]:
     return [len({int(r) for r, t in zip(s.rows, s.template_ids) if t == 0}) for s in batch.sequences]
 
 
+def familiarity(batch: FeaturizedBatch) -> list[float]:
+    """Per sequence: the share of its lines whose masked form matched a template seen in training."""
+    return [float(np.count_nonzero(s.template_ids)) / len(s) if len(s) else 0.0 for s in batch.sequences]
+
+
 def windows(length: int, max_positions: int) -> list[tuple[int, int]]:
     """Half-overlapping windows covering every line; one window when the sequence fits."""
     if length <= max_positions:

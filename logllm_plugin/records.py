@@ -42,12 +42,17 @@ class Verdict:
     """What the detector says about one sequence."""
 
     id: str
-    label: str  # "anomalous" | "normal"
+    label: str  # "anomalous" | "normal" | "unscored" (no model yet: `status` says why)
     score: float  # 0-1
     category: str
     evidence: list[int]  # indexes into the sequence's lines that drive the score
     novel_templates: int
     model_version: str = ""
+    # Share of the lines whose masked form the model saw in training: an operator can tell
+    # "anomalous" from "never seen logs like these" (low familiarity).
+    familiarity: float = 0.0
+    status: str = "ok"  # ok | learning (no model yet, the history is growing)
+    suppressed: bool = False  # an operator's feedback decided this verdict
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,4 +63,7 @@ class Verdict:
             "evidence": list(self.evidence),
             "novel_templates": self.novel_templates,
             "model_version": self.model_version,
+            "familiarity": round(self.familiarity, 4),
+            "status": self.status,
+            "suppressed": self.suppressed,
         }

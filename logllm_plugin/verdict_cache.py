@@ -22,6 +22,7 @@ class Judgement:
     category: str
     evidence: tuple[int, ...]
     novel_templates: int
+    familiarity: float = 0.0
 
 
 class VerdictCache:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from collectors.otel.annotations import (CATEGORY, EVIDENCE, LABEL, MODEL_VERSION, SCORE, SEQUENCE_ID,
-                                         SEQUENCE_KEY, SEQUENCE_POSITION, STATUS, SUGGESTION, SUMMARY)
+from collectors.otel.annotations import (CATEGORY, EVIDENCE, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_ID,
+                                         SEQUENCE_KEY, SEQUENCE_POSITION, STATUS, SUGGESTION, SUMMARY, SUPPRESSED)
 
 # When the annotator wrote the document: with `_version` it shows a document was annotated once.
 ANNOTATED_AT = "logllm.annotated_at"
@@ -23,6 +23,8 @@ ANNOTATION_FIELD_TYPES: dict[str, dict[str, Any]] = {
     SUGGESTION: {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
     MODEL_VERSION: {"type": "keyword"},
     STATUS: {"type": "keyword"},
+    FAMILIARITY: {"type": "float"},
+    SUPPRESSED: {"type": "boolean"},
     ANNOTATED_AT: {"type": "date"},
 }
 

@@ -16,8 +16,11 @@ MODEL_VERSION = "logllm.model.version"
 STATUS = "logllm.status"
 SUMMARY = "logllm.explanation.summary"
 SUGGESTION = "logllm.explanation.suggestion"
+FAMILIARITY = "logllm.sequence.familiarity"
+SUPPRESSED = "logllm.suppressed"
 
 STATUS_OK, STATUS_UNAVAILABLE, STATUS_TIMEOUT, STATUS_REJECTED = "ok", "unavailable", "timeout", "rejected"
+STATUS_LEARNING = "learning"
 UNSCORED = "unscored"
 
 
@@ -28,11 +31,16 @@ def record_annotations(sequence_id: str, key: str, position: int, verdict: Optio
     if verdict is None:
         out[LABEL] = UNSCORED
         return out
+    if verdict.status == STATUS_LEARNING:  # no model yet: nothing to say but that it is learning
+        out.update({STATUS: STATUS_LEARNING, LABEL: UNSCORED})
+        return out
     out.update({
         SCORE: float(verdict.score),
         LABEL: verdict.label,
         CATEGORY: verdict.category,
         EVIDENCE: position in verdict.evidence,
         MODEL_VERSION: verdict.model_version,
+        FAMILIARITY: float(verdict.familiarity),
+        SUPPRESSED: bool(verdict.suppressed),
     })
     return out

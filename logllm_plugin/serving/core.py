@@ -27,6 +27,10 @@ class NotReady(RuntimeError):
     """The model is still loading (or failed to load)."""
 
 
+class FeedbackUnsupported(RuntimeError):
+    """Feedback sent to a server that does not learn (no `--learn DIR`)."""
+
+
 @dataclass
 class SequenceIn:
     lines: list[str]
@@ -86,7 +90,7 @@ class InferenceCore:
         self.dtype = resolve_dtype(self.config.dtype, detector.device.type)
         detector.set_dtype(self.dtype)
         detector.verdict_cache = VerdictCache(self.config.verdict_cache_size)
-        detector.detect([list(warmup_lines)])
+        detector.warm_up(list(warmup_lines))
         self.detector = detector
         self.batcher = DynamicBatcher(
             self._score,
@@ -95,11 +99,16 @@ class InferenceCore:
             max_queue_sequences=self.config.max_queue_sequences,
             observer=self.metrics,
         )
-        logger.info("model %s ready on %s (%s)", detector.settings.model_version, detector.device, self.dtype)
+        if hasattr(detector, "start_polling"):  # learning mode / follower: look for new versions
+            detector.start_polling()
+        logger.info("model %s ready on %s (%s)", detector.settings.model_version or "(none yet: learning)",
+                    detector.device, self.dtype)
 
     def close(self, timeout_s: Optional[float] = None) -> None:
         if self.batcher is not None:
             self.batcher.close(timeout_s)
+        if self.detector is not None and hasattr(self.detector, "close"):
+            self.detector.close()
 
     @property
     def ready(self) -> bool:
@@ -142,4 +151,42 @@ class InferenceCore:
             "max_lines_per_sequence": c.max_lines_per_sequence,
             "max_sequences_per_request": c.max_sequences_per_request,
             "max_line_bytes": c.max_line_bytes,
+            **self.learning_state(),
         }
+
+    def learning_state(self) -> dict[str, Any]:
+        """`state`, `version`, `history_sequences` (GET /v1/model): learning mode's, or a fixed model's."""
+        d = self.detector
+        if d is not None and hasattr(d, "info"):
+            info = d.info()
+            return {"state": info["state"], "history_sequences": info.get("history_sequences", 0)}
+        return {"state": "serving" if d is not None else "loading", "history_sequences": 0}
+
+    def model_status(self) -> dict[str, Any]:
+        d = self.detector
+        out = {"version": d.settings.model_version if d else "", "threshold": d.settings.threshold if d else 0.0}
+        if d is not None and hasattr(d, "info"):
+            out.update(d.info())
+            out["version"] = d.settings.model_version
+        out.update(self.learning_state())
+        return out
+
+    def feedback(self, sequences: Sequence[SequenceIn], label: str) -> dict[str, int]:
+        """An operator's correction; raises InvalidRequest (bad input) or NotReady (no learning mode)."""
+        from logllm_plugin.learning.feedback import FeedbackError
+
+        d = self.detector
+        if d is None or not hasattr(d, "add_feedback"):
+            raise FeedbackUnsupported("feedback needs learning mode: start the server with `serve --learn DIR`")
+        if len(sequences) > self.config.max_sequences_per_request:
+            raise InvalidRequest(f"{len(sequences)} sequences in one request; the limit is "
+                                 f"{self.config.max_sequences_per_request}")
+        for n, seq in enumerate(sequences):
+            if not seq.lines:
+                raise InvalidRequest(f"sequence {n} is empty")
+        validate(sequences, self.config)
+        try:
+            accepted = d.add_feedback([s.lines for s in sequences], label)
+        except FeedbackError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return {"accepted": accepted, "stored": len(d.feedback)}

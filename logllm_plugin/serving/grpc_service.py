@@ -17,7 +17,8 @@ from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from logllm_plugin.serving.auth import TokenCheck
 from logllm_plugin.serving.batcher import BatcherClosed, DeadlineExpired, QueueFull
 from logllm_plugin.records import Verdict
-from logllm_plugin.serving.core import InferenceCore, InvalidRequest, NotReady, SequenceIn, validate
+from logllm_plugin.serving.core import (FeedbackUnsupported, InferenceCore, InvalidRequest, NotReady, SequenceIn,
+                                       validate)
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,14 @@ class _Abort(Exception):
 def verdict_message(out) -> pb.Verdict:
     v = out.verdict
     return pb.Verdict(id=v.id, key=out.key, label=v.label, score=v.score, category=v.category,
-                      evidence=v.evidence, novel_templates=v.novel_templates, model_version=v.model_version)
+                      evidence=v.evidence, novel_templates=v.novel_templates, model_version=v.model_version,
+                      familiarity=v.familiarity, status=v.status, suppressed=v.suppressed)
 
 
 def from_verdict_message(v: pb.Verdict) -> Verdict:
     return Verdict(id=v.id, label=v.label, score=v.score, category=v.category, evidence=list(v.evidence),
-                   novel_templates=v.novel_templates, model_version=v.model_version)
+                   novel_templates=v.novel_templates, model_version=v.model_version,
+                   familiarity=v.familiarity, status=v.status or "ok", suppressed=v.suppressed)
 
 
 def explanation_message(e) -> pb.Explanation:
@@ -143,6 +146,27 @@ class InferenceServicer:
             raise _Abort(grpc.StatusCode.INTERNAL, f"analysis failed: {type(exc).__name__}") from None
         return pb.AnalyzeResponse(explanation=explanation_message(explanation))
 
+    def Feedback(self, request, context):
+        def work():
+            if isinstance(request, _Malformed):
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            if not self.core.ready:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE, self.core.load_error or "the model is still loading")
+            if request.label not in ("normal", "anomalous"):
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, 'label must be "normal" or "anomalous"')
+            if not request.sequences:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "feedback holds no sequence")
+            try:
+                result = self.core.feedback([SequenceIn(list(s.lines), s.id, s.key) for s in request.sequences],
+                                            request.label)
+            except InvalidRequest as exc:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            except FeedbackUnsupported as exc:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+            return pb.FeedbackResponse(**result)
+
+        return self._answer("Feedback", context, work)
+
     def ModelInfo(self, request, context):
         def work():
             if not self.core.ready:
@@ -162,6 +186,7 @@ def inference_handler(servicer: InferenceServicer, max_request_bytes: int) -> gr
         "Detect": unary(servicer.Detect, pb.DetectRequest, pb.DetectResponse),
         "Analyze": unary(servicer.Analyze, pb.AnalyzeRequest, pb.AnalyzeResponse),
         "ModelInfo": unary(servicer.ModelInfo, pb.ModelInfoRequest, pb.ModelInfoResponse),
+        "Feedback": unary(servicer.Feedback, pb.FeedbackRequest, pb.FeedbackResponse),
     })
 
 

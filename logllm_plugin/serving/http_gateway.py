@@ -2,7 +2,9 @@
 
     POST /v1/detect   {"logs": ["line 1", ...]}  or  {"sequences": [{"lines": [...], "id": "..."}, ...]}
                       (also accepted at /detect, the path the original project documented)
-    GET  /v1/model-info, /healthz, /metrics (Prometheus text)
+    POST /v1/feedback {"sequences": [[line, ...], ...], "label": "normal"|"anomalous"} (learning mode)
+    GET  /v1/model (state learning|training|serving, version, history_sequences, last training),
+         /v1/model-info, /healthz, /metrics (Prometheus text)
 
 Same auth, limits and batching as gRPC: requests go through the same InferenceCore. Errors are
 JSON `{"error": "..."}` with 400 (bad JSON or input), 401, 413, 429 (queue full), 503
@@ -22,11 +24,12 @@ from typing import Any, Optional
 
 from logllm_plugin.serving.auth import TokenCheck
 from logllm_plugin.serving.batcher import BatcherClosed, DeadlineExpired, QueueFull
-from logllm_plugin.serving.core import InferenceCore, InvalidRequest, NotReady, SequenceIn
+from logllm_plugin.serving.core import FeedbackUnsupported, InferenceCore, InvalidRequest, NotReady, SequenceIn
 
 logger = logging.getLogger(__name__)
 
 DETECT_PATHS = ("/v1/detect", "/detect")
+FEEDBACK_PATH = "/v1/feedback"
 
 
 class HttpError(Exception):
@@ -59,6 +62,37 @@ def parse_detect_body(body: bytes) -> list[SequenceIn]:
             raise HttpError(400, f"sequence {n}: lines must be a list of strings")
         out.append(SequenceIn(lines, seq_id, key))
     return out
+
+
+def parse_feedback_body(body: bytes) -> tuple[list[SequenceIn], str]:
+    payload = _json_object(body)
+    label = payload.get("label")
+    if label not in ("normal", "anomalous"):
+        raise HttpError(400, '"label" must be "normal" or "anomalous"')
+    raw = payload.get("sequences")
+    if not isinstance(raw, list) or not raw:
+        raise HttpError(400, '"sequences" must be a non-empty list of sequences (lists of lines)')
+    out = []
+    for n, item in enumerate(raw):
+        lines = item.get("lines") if isinstance(item, dict) else item
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            raise HttpError(400, f"sequence {n}: lines must be a list of strings")
+        out.append(SequenceIn(lines))
+    return out, label
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, f"body is not UTF-8: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise HttpError(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise HttpError(400, "body is not valid JSON: nested too deeply") from None
+    if not isinstance(payload, dict):
+        raise HttpError(400, "body must be a JSON object")
+    return payload
 
 
 def verdict_json(out) -> dict[str, Any]:
@@ -98,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, gateway.core.metrics.render(), "text/plain; version=0.0.4")
         elif self.path == "/v1/model-info":
             self._send(200 if gateway.core.ready else 503, gateway.core.model_info())
+        elif self.path == "/v1/model":
+            self._send(200 if gateway.core.ready else 503, gateway.core.model_status())
         else:
             self._send(404, {"error": f"no such path: {self.path}"})
 
@@ -107,14 +143,15 @@ class _Handler(BaseHTTPRequestHandler):
         in_flight = self.server.gateway.core.metrics.in_flight.labels("http")
         in_flight.inc()
         try:
-            status, payload = self._detect()
+            status, payload = self._feedback() if self.path == FEEDBACK_PATH else self._detect()
         except HttpError as exc:
             status, payload = exc.status, {"error": exc.message}
         except Exception as exc:  # never let a handler thread die without an answer
             logger.exception("HTTP detect failed")
             status, payload = 500, {"error": f"scoring failed: {type(exc).__name__}"}
         in_flight.dec()
-        self.server.gateway.core.metrics.answered("Detect", "http", str(status), time.monotonic() - started)
+        method = "Feedback" if self.path == FEEDBACK_PATH else "Detect"
+        self.server.gateway.core.metrics.answered(method, "http", str(status), time.monotonic() - started)
         self._discard_unread_body()
         self._send(status, payload)
 
@@ -134,10 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _detect(self) -> tuple[int, Any]:
+    def _read_body(self) -> bytes:
         gateway = self.server.gateway
-        if self.path not in DETECT_PATHS:
-            raise HttpError(404, f"no such path: {self.path} (POST {DETECT_PATHS[0]})")
         if not self._authorized():
             raise HttpError(401, "missing or wrong bearer token")
         if gateway.draining:
@@ -149,7 +184,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(413, f"body is {length} bytes; the limit is {gateway.core.config.max_request_bytes}")
         body = self.rfile.read(int(length))
         self._body_read = True
-        sequences = parse_detect_body(body)
+        return body
+
+    def _feedback(self) -> tuple[int, Any]:
+        gateway = self.server.gateway
+        sequences, label = parse_feedback_body(self._read_body())
+        if not gateway.core.ready:
+            raise HttpError(503, gateway.core.load_error or "the model is still loading")
+        try:
+            return 200, gateway.core.feedback(sequences, label)
+        except InvalidRequest as exc:
+            raise HttpError(400, str(exc)) from None
+        except FeedbackUnsupported as exc:
+            raise HttpError(409, str(exc)) from None
+
+    def _detect(self) -> tuple[int, Any]:
+        gateway = self.server.gateway
+        if self.path not in DETECT_PATHS:
+            raise HttpError(404, f"no such path: {self.path} (POST {DETECT_PATHS[0]} or {FEEDBACK_PATH})")
+        sequences = parse_detect_body(self._read_body())
         timeout_s = gateway.core.config.default_deadline_s
         if self.headers.get("X-Timeout-S"):
             try:

@@ -23,6 +23,10 @@ class GatedDetector:
     def __getattr__(self, name):
         return getattr(self._detector, name)
 
+    def warm_up(self, lines):
+        self._warmed = True
+        self._detector.warm_up(lines)
+
     def detect(self, sequences):
         if self._warmed:
             self.entered.set()

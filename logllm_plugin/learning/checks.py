@@ -1,0 +1,58 @@
+"""What a candidate model must pass before it serves, on history it did not train on.
+
+* flag rate on the most recent held-out history stays under a ceiling: recent traffic is mostly
+  healthy, so a model flagging much of it has not learned this normal;
+* injected anomalies (copies of held-out sequences with a step dropped, repeated, swapped or a
+  foreign line) are caught at least at a floor: a model that flags nothing passes the first check;
+* against the serving model, on the same held-out history: no regression on either figure.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+from trainers.injection import inject_anomalies
+from logllm_plugin.records import LogSequence
+
+REGRESSION_TOLERANCE = 0.02
+
+
+@dataclass
+class CheckResult:
+    flag_rate: float
+    injected_recall: float
+    holdout_sequences: int
+    injected_sequences: int
+    passed: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(detector, holdout: Sequence[Sequence[str]], seed: int = 0) -> CheckResult:
+    verdicts = detector.detect([list(s) for s in holdout])
+    flagged = sum(1 for v in verdicts if v.label == "anomalous")
+    base = [LogSequence(id=str(n), lines=list(s)) for n, s in enumerate(holdout)]
+    injected = [s for s in inject_anomalies(base, 1.0, seed) if s.label == 1]
+    caught = sum(1 for v in detector.detect([s.lines for s in injected]) if v.label == "anomalous") if injected else 0
+    return CheckResult(flag_rate=flagged / max(len(holdout), 1), injected_recall=caught / max(len(injected), 1),
+                       holdout_sequences=len(holdout), injected_sequences=len(injected))
+
+
+def judge(candidate: CheckResult, current: Optional[CheckResult], flag_rate_ceiling: float,
+          min_injected_recall: float) -> CheckResult:
+    reasons = []
+    if candidate.flag_rate > flag_rate_ceiling:
+        reasons.append(f"flags {candidate.flag_rate:.1%} of the recent held-out history (ceiling {flag_rate_ceiling:.0%})")
+    if candidate.injected_recall < min_injected_recall:
+        reasons.append(f"catches {candidate.injected_recall:.1%} of injected anomalies (floor {min_injected_recall:.0%})")
+    if current is not None:
+        if candidate.flag_rate > current.flag_rate + REGRESSION_TOLERANCE:
+            reasons.append(f"flags more than the serving model ({candidate.flag_rate:.1%} vs {current.flag_rate:.1%})")
+        if candidate.injected_recall < current.injected_recall - REGRESSION_TOLERANCE:
+            reasons.append(f"catches fewer injected anomalies than the serving model "
+                           f"({candidate.injected_recall:.1%} vs {current.injected_recall:.1%})")
+    candidate.reasons = reasons
+    candidate.passed = not reasons
+    return candidate

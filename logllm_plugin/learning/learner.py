@@ -1,0 +1,216 @@
+"""LearningDetector: starts with no model, learns the user's normal, retrains on a schedule.
+
+    detect()  → mask personal data → append to the history → score with the current version
+              (or answer `unscored` / status `learning`) → apply operators' corrections
+    poll loop → enough history and no model yet, or a retrain is due → one training cycle:
+        1. the most recent history (bounded); its newest share is held out for the checks
+        2. retrain only: leave out what the serving model flags with high confidence, unless the
+           lines it does not know are common in the window (a release brings new normal lines to
+           many sequences; an incident's lines are rare), and what operators marked anomalous;
+           sequences marked normal are always in
+        3. a niced subprocess trains normal-only (trainers.small.train_small)
+        4. checks on the held-out history (checks.py), against the serving model too
+        5. passed → published into the model store (atomic) and swapped in between two calls
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from logllm_plugin.config import PluginConfig, config_to_dict
+from logllm_plugin.learning import checks
+from logllm_plugin.learning.feedback import sequence_signature
+from logllm_plugin.learning.history import DEFAULT_SOURCE, SequenceHistory
+from logllm_plugin.learning.train_job import start_training, write_training_set
+from logllm_plugin.learning.versioned import STATE_SERVING, STATE_TRAINING, VersionedDetector
+from logllm_plugin.records import LogSequence, Verdict
+
+logger = logging.getLogger(__name__)
+
+MIN_HOLDOUT = 20
+
+
+class LearningDetector(VersionedDetector):
+    def __init__(self, directory: str | Path, config: PluginConfig, device: str = "auto",
+                 initial=None, source: str = DEFAULT_SOURCE):
+        super().__init__(directory, config, device=device, create=True)
+        self.history = SequenceHistory(self.directory / "history", self.learning.history_max_bytes)
+        self.source = source
+        stale = self.models.remove_stale_temps()
+        if stale:
+            logger.warning("removed %d half-written model version(s) left by an earlier learner", stale)
+        self.training = False
+        self.trainings = 0
+        self.last_outcome: dict = {}
+        self._count_at_last_training: Optional[int] = None
+        self._last_training_end = 0.0
+        self._job = None
+        self._initial = initial  # a model from a file serves until the first learned version passes
+        if not self.refresh() or self._current is None:
+            if initial is not None:
+                self.swap_in(initial, "initial")
+
+    @property
+    def state(self) -> str:
+        if self._current is not None:
+            return STATE_SERVING
+        return STATE_TRAINING if self.training else "learning"
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def detect(self, sequences: Sequence[Union[LogSequence, Sequence[str]]],
+               edges: Optional[Sequence[Optional[str]]] = None) -> list[Verdict]:
+        ids, masked = self.mask(sequences)
+        self.history.append(masked, edges, self.source)
+        return self.score_masked(ids, masked)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def due(self) -> bool:
+        lc = self.learning
+        received = self.history.received
+        if self.training:
+            return False
+        if self._count_at_last_training is None:
+            if self._version not in (None, "initial"):  # a learned version already serves (restart)
+                return self._retrain_due(received)
+            return max(self.history.count, received) >= lc.min_sequences
+        if self._current is None or self._version == "initial":  # the last attempt failed its checks
+            return received - self._count_at_last_training >= lc.min_new_sequences
+        return self._retrain_due(received)
+
+    def _retrain_due(self, received: int) -> bool:
+        lc = self.learning
+        if lc.retrain_every_s <= 0 or time.monotonic() - self._last_training_end < lc.retrain_every_s:
+            return False
+        since = received - (self._count_at_last_training or 0)
+        return since >= lc.min_new_sequences
+
+    def tick(self) -> None:
+        if self.due():
+            self.start_training()
+
+    def start_training(self) -> threading.Thread:
+        self.training = True
+        self._count_at_last_training = self.history.received
+        worker = threading.Thread(target=self._train_cycle, name="logllm-learn", daemon=True)
+        worker.start()
+        return worker
+
+    def _train_cycle(self) -> None:
+        started = time.monotonic()
+        outcome: dict = {"started": time.time()}
+        try:
+            outcome.update(self._train_and_check())
+        except Exception as exc:  # the scoring path never sees a training failure
+            logger.exception("learning: training cycle failed")
+            outcome.update(published=False, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            outcome["seconds"] = round(time.monotonic() - started, 1)
+            self.last_outcome = outcome
+            self.trainings += 1
+            self._last_training_end = time.monotonic()
+            self.training = False
+        logger.info("learning: training cycle done", extra={"outcome": outcome})
+
+    def training_window(self) -> tuple[list[list[str]], list[list[str]], dict]:
+        """(training sequences, held-out recent sequences, what was left out and why)."""
+        lc = self.learning
+        recent = [e.lines for e in self.history.recent(lc.train_max_sequences)]
+        holdout_size = max(MIN_HOLDOUT, int(round(len(recent) * lc.holdout_fraction)))
+        holdout_size = min(holdout_size, max(len(recent) // 2, 1))
+        train, holdout = recent[: len(recent) - holdout_size], recent[len(recent) - holdout_size:]
+        corrections = dict(self.feedback.labeled())
+        kept, left_out = [], Counter()
+        flagged = self._confidently_flagged(train) if self._current is not None and self._version != "initial" else set()
+        for n, lines in enumerate(train):
+            label = corrections.get(sequence_signature(lines))
+            if label == "anomalous":
+                left_out["marked_anomalous"] += 1
+            elif label is None and n in flagged:
+                left_out["flagged_by_serving_model"] += 1
+            else:
+                kept.append(lines)
+        marked_normal = [list(sig) for sig, label in corrections.items() if label == "normal"]
+        kept.extend(marked_normal)  # an operator's "this is normal" is training data
+        return kept, holdout, {**left_out, "marked_normal": len(marked_normal)}
+
+    def _confidently_flagged(self, train: list[list[str]]) -> set[int]:
+        """Indexes the serving model flags at `high_confidence`, except those whose unknown lines are common."""
+        current = self._current
+        verdicts = current.detect([list(s) for s in train])
+        store = current.store
+        share_of = Counter()
+        masked_of = [[store.lookup(line) for line in seq] for seq in train]
+        for matches in masked_of:
+            share_of.update({m.text for m in matches if m.novel})
+        common = {text for text, n in share_of.items() if n >= self.learning.new_normal_share * max(len(train), 1)}
+        out = set()
+        for n, (verdict, matches) in enumerate(zip(verdicts, masked_of)):
+            if verdict.label != "anomalous" or verdict.score < self.learning.high_confidence:
+                continue
+            unknown = {m.text for m in matches if m.novel}
+            if unknown and unknown <= common:
+                continue  # new lines that many sequences carry now: the new normal
+            out.add(n)
+        return out
+
+    def _train_and_check(self) -> dict:
+        lc = self.learning
+        train, holdout, left_out = self.training_window()
+        if len(train) < MIN_HOLDOUT:
+            return {"published": False, "error": f"only {len(train)} sequences to train on"}
+        work = self.models.temp_dir()
+        out_dir = work / "model"
+        train_path = work / "train.jsonl"
+        write_training_set(train_path, train)
+        config = config_to_dict(self.config)
+        if lc.epochs is not None:
+            config["training"]["epochs"] = lc.epochs
+        logger.info("learning: training on %d sequences (%d held out for checks)", len(train), len(holdout),
+                    extra={"left_out": left_out})
+        job = start_training(train_path, config, out_dir, self.threads, lc.nice, work / "train.log")
+        self._job = job
+        code = job.wait()
+        self._job = None
+        if code != 0:
+            tail = (work / "train.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+            shutil.rmtree(work, ignore_errors=True)
+            return {"published": False, "error": f"trainer exited with {code}: {tail.strip().splitlines()[-1:]}"}
+        from logllm_plugin.detector import Detector
+
+        candidate = Detector.load(out_dir, device=self.device_name)
+        self._prepare(candidate)
+        result = checks.measure(candidate, holdout, seed=self.trainings)
+        current_result = None
+        if self._current is not None:
+            current_result = checks.measure(self._current, holdout, seed=self.trainings)
+        checks.judge(result, current_result, lc.flag_rate_ceiling, lc.min_injected_recall)
+        summary = {"trained_on": len(train), "held_out": len(holdout), "left_out": left_out,
+                   "checks": result.to_dict(), "serving_checks": current_result.to_dict() if current_result else None}
+        if not result.passed:
+            shutil.rmtree(work, ignore_errors=True)
+            logger.warning("learning: candidate refused: %s", "; ".join(result.reasons))
+            return {"published": False, **summary}
+        metadata = {"created": time.time(), **summary}
+        version = self.models.publish(out_dir, metadata)
+        shutil.rmtree(work, ignore_errors=True)
+        candidate.settings.model_version = f"{self.directory.name}/{version}"
+        candidate.model_dir = self.models.root / version
+        self.swap_in(candidate, version)
+        return {"published": True, "version": version, **summary}
+
+    def close(self) -> None:
+        super().close()
+        job = self._job
+        if job is not None and job.poll() is None:
+            job.kill()
+        self.history.close()
+
+    def info(self) -> dict:
+        return {**super().info(), "history_sequences": self.history.count, "received": self.history.received,
+                "history_write_errors": self.history.write_errors, "trainings": self.trainings,
+                "training": self.training, "last_training": self.last_outcome}

@@ -1,0 +1,95 @@
+"""The background trainer: one normal-only training run in a subprocess of its own.
+
+A subprocess rather than a thread: it runs niced (scoring comes first), its memory goes back to
+the system when it ends, and a crash or a kill leaves the serving process and the model store as
+they were (it writes only into a temporary directory the learner publishes or deletes).
+
+    python -m logllm_plugin.learning.train_job --train SEQS.jsonl --config CONFIG.json --out DIR [--threads N]
+
+It trains through the trainer's public interface (`trainers.small.train_small`, normal-only), so
+every improvement of the label-free trainer reaches learning mode unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_and_yield(nice: int):
+    """preexec_fn: lower priority, and be killed when the learner dies (no orphan trainers)."""
+    def setup() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+        if nice:
+            os.nice(nice)
+
+    return setup
+
+
+def write_training_set(path: Path, sequences: Sequence[Sequence[str]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for n, lines in enumerate(sequences):
+            handle.write(json.dumps({"id": f"h{n}", "lines": list(lines), "label": 0}, ensure_ascii=False) + "\n")
+
+
+def start_training(train_path: Path, config_dict: dict, out_dir: Path, threads: Optional[int], nice: int,
+                   log_path: Path) -> subprocess.Popen:
+    config_path = out_dir.parent / f"{out_dir.name}.config.json"
+    config_path.write_text(json.dumps(config_dict), encoding="utf-8")
+    command = [sys.executable, "-m", "logllm_plugin.learning.train_job", "--train", str(train_path),
+               "--config", str(config_path), "--out", str(out_dir)]
+    if threads:
+        command += ["--threads", str(threads)]
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent_and_yield(nice))
+    finally:
+        log.close()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s train_job %(levelname)s %(message)s")
+
+    import torch
+
+    from logllm_plugin.config import load_config
+    from logllm_plugin.records import LogSequence
+    from trainers.small import train_small
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = load_config(overrides=json.loads(Path(args.config).read_text(encoding="utf-8")), environ={})
+    sequences = []
+    with open(args.train, "r", encoding="utf-8") as handle:
+        for raw in handle:
+            item = json.loads(raw)
+            sequences.append(LogSequence(id=item["id"], lines=item["lines"], label=0))
+    outcome = train_small(sequences, None, config, args.out, normal_only=True,
+                          progress=lambda epoch, total, record: logger.info("epoch %d/%d %s", epoch, total, record))
+    logger.info("trained %s: %s", outcome.model_dir, json.dumps(outcome.metrics.get("valid", {})))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

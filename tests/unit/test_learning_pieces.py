@@ -1,0 +1,137 @@
+"""Learning mode's pieces without a model: the history, the model store, operators' corrections."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from logllm_plugin.artifacts import ModelDirError
+from logllm_plugin.learning.feedback import FeedbackError, FeedbackStore, sequence_signature
+from logllm_plugin.learning.history import HistoryError, SequenceHistory
+from logllm_plugin.learning.model_store import ModelStore
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO / "logllm_plugin" / "default_model"
+
+
+# -- history ------------------------------------------------------------------------------------------
+def test_history_counts_every_sequence_and_survives_a_restart(tmp_path):
+    history = SequenceHistory(tmp_path, 1 << 20)
+    history.append([["a 1", "b 2"], ["a 1", "b 2"], ["c"]])
+    history.append([["d"]], source="payments")
+    history.close()
+    again = SequenceHistory(tmp_path, 1 << 20)
+    assert again.count == 4
+    assert [e.lines for e in again.entries()] == [["a 1", "b 2"], ["a 1", "b 2"], ["c"], ["d"]]
+    assert {e.source for e in again.entries()} == {"default", "payments"}
+
+
+def test_history_stays_under_its_cap_by_dropping_the_oldest_segments(tmp_path):
+    cap = 1 << 16
+    history = SequenceHistory(tmp_path, cap)
+    for n in range(3000):
+        history.append([[f"line number {n} with some padding text to fill the segment quickly"]])
+    history.close()
+    held = sum(p.stat().st_size for p in (tmp_path / "default").glob("seg-*.jsonl"))
+    assert held <= cap + history.segment_bytes  # the open segment may run over by one append
+    kept = [e.lines[0] for e in history.entries()]
+    assert kept[-1].startswith("line number 2999 ")
+    assert not any(line.startswith("line number 0 ") for line in kept)
+    assert history.count == len(kept) < 3000
+
+
+def test_history_of_another_format_version_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "FORMAT.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(HistoryError, match="format 99.*new directory"):
+        SequenceHistory(tmp_path, 1 << 20)
+
+
+def test_a_history_directory_that_cannot_be_made_is_refused_at_start(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(HistoryError, match="history directory .*a-file/h: Not a directory"):
+        SequenceHistory(tmp_path / "a-file" / "h", 1 << 20)
+
+
+def test_a_write_failure_at_run_time_is_counted_and_never_raises(tmp_path):
+    history = SequenceHistory(tmp_path, 1 << 20)
+    history.append([["ok"]])
+    history.close()
+    shutil.rmtree(tmp_path / "default")
+    (tmp_path / "default").write_text("a file where the source directory should be")
+    assert history.append([["lost"], ["lost too"]]) == 0
+    assert history.write_errors == 2 and history.received == 3
+
+
+# -- model store --------------------------------------------------------------------------------------
+def _built(store: ModelStore) -> Path:
+    work = store.temp_dir()
+    shutil.copytree(DEFAULT_MODEL, work / "model", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    return work / "model"
+
+
+def test_publish_makes_versions_in_order_and_keeps_the_last_n(tmp_path):
+    store = ModelStore(tmp_path, keep=2)
+    published = [store.publish(_built(store), {"checks": {"n": i}}) for i in range(3)]
+    assert published == ["v000001", "v000002", "v000003"]
+    assert store.versions() == ["v000002", "v000003"] and store.current_version() == "v000003"
+    assert not list(store.root.glob(".tmp-*/model"))
+
+
+def test_rollback_and_promote_move_current_and_refuse_what_is_not_there(tmp_path):
+    store = ModelStore(tmp_path, keep=5)
+    for _ in range(2):
+        store.publish(_built(store))
+    assert store.rollback() == "v000001" and store.current_version() == "v000001"
+    with pytest.raises(ModelDirError, match="nothing to roll back"):
+        store.rollback()
+    store.set_current("v000002")
+    assert store.current_version() == "v000002"
+    with pytest.raises(ModelDirError, match="v000009 is not in"):
+        store.set_current("v000009")
+
+
+def test_a_half_written_version_is_refused_and_temporaries_are_cleaned(tmp_path):
+    store = ModelStore(tmp_path)
+    (store.root / "v000001").mkdir()
+    (store.root / "v000001" / "config.json").write_text("{}")
+    with pytest.raises(ModelDirError, match="missing"):
+        store.set_current("v000001")
+    store.temp_dir()
+    assert store.remove_stale_temps() == 1
+
+
+# -- feedback -----------------------------------------------------------------------------------------
+def test_feedback_is_keyed_by_the_masked_sequence_and_persisted(tmp_path):
+    store = FeedbackStore(tmp_path, max_entries=10, ttl_s=3600)
+    store.add([["GET /api/orders 200 in 31ms", "done 17"]], "normal")
+    same_shape = sequence_signature(["GET /api/orders 200 in 45ms", "done 99"])
+    assert store.lookup(same_shape) == "normal"
+    assert store.lookup(sequence_signature(["something else"])) is None
+    assert FeedbackStore(tmp_path, max_entries=10, ttl_s=3600).lookup(same_shape) == "normal"
+
+
+def test_feedback_expires_and_is_bounded(tmp_path):
+    expiring = FeedbackStore(tmp_path / "a", max_entries=10, ttl_s=1e-6)
+    (tmp_path / "a").mkdir()
+    expiring.add([["x"]], "normal")
+    assert expiring.lookup(sequence_signature(["x"])) is None
+    (tmp_path / "b").mkdir()
+    bounded = FeedbackStore(tmp_path / "b", max_entries=2, ttl_s=3600)
+    bounded.add([["first"], ["second"], ["third"]], "anomalous")
+    assert len(bounded) == 2 and bounded.lookup(sequence_signature(["first"])) is None
+
+
+@pytest.mark.parametrize("sequences,label,problem", [
+    ([], "normal", "no sequence"),
+    ([[]], "normal", "sequence 0 is empty"),
+    ([["  "]], "normal", "sequence 0 is empty"),
+    ([["x"] * 11], "normal", "11 lines; the limit is 10"),
+    ([["x"]], "fine", "label must be normal or anomalous"),
+])
+def test_bad_feedback_is_refused_naming_the_problem(tmp_path, sequences, label, problem):
+    store = FeedbackStore(tmp_path, max_entries=10, ttl_s=3600, max_lines=10)
+    with pytest.raises(FeedbackError, match=problem):
+        store.add(sequences, label)
+    assert len(store) == 0
