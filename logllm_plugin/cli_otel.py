@@ -20,6 +20,8 @@ def otel() -> None:
 @click.option("--forward", required=True, help="OTLP/gRPC receiver that gets the annotated logs (HOST:PORT).")
 @click.option("--server", "servers", multiple=True, help="Inference server HOST:PORT (repeat to balance).")
 @click.option("--model", "model_dir", help="Score in this process with this model (default: the embedded one).")
+@click.option("--learn", "learn_dir", type=click.Path(file_okay=False),
+              help="Score in this process in learning mode: learn this traffic's normal, keeping history and models here.")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: bearer token file.")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
 @click.option("--key-attribute", "key_attributes", multiple=True, default=("service.name",), show_default=True,
@@ -33,7 +35,7 @@ def otel() -> None:
               help="Serve Prometheus metrics (spool size, records, failures) at http://HOST:PORT/metrics.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), help="With --model: torch threads (default: all cores).")
-def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls_ca, key_attributes, max_lines, idle_s,
+def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, token_file, tls_ca, key_attributes, max_lines, idle_s,
                spool_dir, spool_max_mb, metrics_port, metrics_host, threads):
     """Receive OTLP logs, annotate them with verdicts, forward them; nothing lost across restarts."""
     def work():
@@ -42,10 +44,15 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls
         from collectors.otel.spool import SpoolWriteError
         from logllm_plugin.cli_serving import use_json_logs
 
-        if servers and model_dir:
-            raise click.UsageError("--server and --model exclude each other")
+        if sum(map(bool, (servers, model_dir, learn_dir))) > 1:
+            raise click.UsageError("--server, --model and --learn exclude each other")
         token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
-        scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
+        if learn_dir:
+            from logllm_plugin.learning.learner import LearningDetector
+
+            scorer = local_scorer(detector=LearningDetector.open(learn_dir, threads=threads))
+        else:
+            scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
         if threads and not servers:
             scorer.detector.threads = threads
         use_json_logs()

@@ -248,9 +248,10 @@ class LearningConfig:
     min_new_sequences: int = 200  # a scheduled retrain waits until this many arrived since the last
     history_max_bytes: int = 256 << 20  # on disk, per source; the oldest segments go first
     train_max_sequences: int = 4000  # most recent history a model trains on (bounds training time)
-    holdout_fraction: float = 0.1  # most recent history kept out of training for the checks
+    holdout_fraction: float = 0.2  # most recent history kept out of training: half calibrates, half checks
+    target_false_positive_rate: float = 0.02  # the threshold is raised until this share of it is flagged
     flag_rate_ceiling: float = 0.1  # a candidate flagging more of the held-out recent history is refused
-    min_injected_recall: float = 0.5  # ... or catching fewer injected anomalies than this
+    min_injected_recall: float = 0.3  # ... or catching fewer injected anomalies than this (a model that flags nothing)
     high_confidence: float = 0.99  # retrain leaves out history the current model flags at this score ...
     new_normal_share: float = 0.05  # ... unless its unseen lines are this common (a release, not an incident)
     epochs: Optional[int] = 12  # training epochs for learned models (null: training.epochs)
@@ -268,7 +269,7 @@ class LearningConfig:
                 out.append(f"learning.{name} must be >= 1")
         if self.history_max_bytes < 1 << 16:
             out.append("learning.history_max_bytes must be at least 65536")
-        for name in ("holdout_fraction", "flag_rate_ceiling", "min_injected_recall", "high_confidence",
+        for name in ("holdout_fraction", "target_false_positive_rate", "flag_rate_ceiling", "min_injected_recall", "high_confidence",
                      "new_normal_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 out.append(f"learning.{name} must be in 0..1")

@@ -1,12 +1,14 @@
 """Kibana 8 saved objects for the annotated indexes, as NDJSON, and their import (DESIGN §5).
 
-Four objects, linked by references (Kibana resolves them on import):
+Five objects, linked by references (Kibana resolves them on import):
 * a data view on the index pattern, time field `@timestamp`;
 * a saved search "logllm: anomalous records" filtered to `logllm.anomaly.label : "anomalous"`, with the
   columns message, label, score, category, explanation summary;
 * a Lens bar chart of anomalous records over time, with a query-annotation layer marking where each
   anomalous sequence starts (position 0), its category and summary in the tooltip;
-* a dashboard holding the chart above the saved search.
+* a dashboard holding the chart above the saved search;
+* a saved search "logllm: still learning" of records scored while a learner had no model yet
+  (`logllm.status : "learning"`), so an operator sees what is not covered yet.
 
 Kibana cannot run on the development machine (no distribution it can fetch), so the shapes follow
 Kibana 8's saved-object formats and tests check them structurally (ids unique, references resolve,
@@ -20,13 +22,16 @@ import mimetypes
 import uuid
 from typing import Any, Iterable
 
-from collectors.otel.annotations import CATEGORY, LABEL, SCORE, SEQUENCE_POSITION, SUMMARY
+from collectors.otel.annotations import (CATEGORY, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_POSITION,
+                                         STATUS, SUMMARY, SUPPRESSED)
 
 logger = logging.getLogger(__name__)
 
 TIME_FIELD = "@timestamp"
 ANOMALOUS_KQL = f'{LABEL} : "anomalous"'
-SEARCH_COLUMNS = ["message", LABEL, SCORE, CATEGORY, SUMMARY]
+LEARNING_KQL = f'{STATUS} : "learning"'
+SEARCH_COLUMNS = ["message", LABEL, SCORE, CATEGORY, SUMMARY, FAMILIARITY, SUPPRESSED, MODEL_VERSION]
+LEARNING_COLUMNS = ["message", STATUS, LABEL]
 
 
 def _ids(index_pattern: str) -> dict[str, str]:
@@ -34,7 +39,7 @@ def _ids(index_pattern: str) -> dict[str, str]:
     def make(kind: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"logllm-plugin/{kind}/{index_pattern}"))
 
-    return {k: make(k) for k in ("data_view", "search", "lens", "dashboard")}
+    return {k: make(k) for k in ("data_view", "search", "lens", "dashboard", "learning_search")}
 
 
 def saved_objects(index_pattern: str = "logs-*") -> list[dict[str, Any]]:
@@ -45,18 +50,13 @@ def saved_objects(index_pattern: str = "logs-*") -> list[dict[str, Any]]:
         "attributes": {"title": index_pattern, "name": f"logllm: {index_pattern}", "timeFieldName": TIME_FIELD},
         "references": [],
     }
-    search_source = {"query": {"query": ANOMALOUS_KQL, "language": "kuery"}, "filter": [],
-                     "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"}
-    search = {
-        "type": "search", "id": ids["search"], "managed": False,
-        "coreMigrationVersion": "8.8.0", "typeMigrationVersion": "8.0.0",
-        "attributes": {"title": "logllm: anomalous records", "description": "Records in anomalous sequences, "
-                       "with the detector's score, category and explanation.", "columns": SEARCH_COLUMNS,
-                       "sort": [[TIME_FIELD, "desc"]], "grid": {}, "hideChart": False,
-                       "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(search_source)}},
-        "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern",
-                        "id": ids["data_view"]}],
-    }
+    search = _saved_search(ids["search"], ids["data_view"], "logllm: anomalous records",
+                           "Records in anomalous sequences, with the detector's score, category, explanation, "
+                           "familiarity and whether an operator's feedback decided the verdict.",
+                           ANOMALOUS_KQL, SEARCH_COLUMNS)
+    learning_search = _saved_search(ids["learning_search"], ids["data_view"], "logllm: still learning",
+                                    "Records scored while the learner had no model of this traffic yet.",
+                                    LEARNING_KQL, LEARNING_COLUMNS)
     lens = {
         "type": "lens", "id": ids["lens"], "managed": False,
         "coreMigrationVersion": "8.8.0", "typeMigrationVersion": "8.9.0",
@@ -119,7 +119,22 @@ def saved_objects(index_pattern: str = "logs-*") -> list[dict[str, Any]]:
         "references": [{"name": "chart:panel_chart", "type": "lens", "id": ids["lens"]},
                        {"name": "records:panel_records", "type": "search", "id": ids["search"]}],
     }
-    return [data_view, search, lens, dashboard]
+    return [data_view, search, lens, dashboard, learning_search]
+
+
+def _saved_search(object_id: str, data_view_id: str, title: str, description: str, kql: str,
+                  columns: list[str]) -> dict[str, Any]:
+    source = {"query": {"query": kql, "language": "kuery"}, "filter": [],
+              "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"}
+    return {
+        "type": "search", "id": object_id, "managed": False,
+        "coreMigrationVersion": "8.8.0", "typeMigrationVersion": "8.0.0",
+        "attributes": {"title": title, "description": description, "columns": columns,
+                       "sort": [[TIME_FIELD, "desc"]], "grid": {}, "hideChart": False,
+                       "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(source)}},
+        "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern",
+                        "id": data_view_id}],
+    }
 
 
 def to_ndjson(objects: Iterable[dict[str, Any]]) -> str:

@@ -77,16 +77,18 @@ def _free_port() -> int:
 class LearningServer:
     """A `serve --learn` subprocess with its HTTP endpoint."""
 
-    def __init__(self, directory: Path, min_sequences: int, threads: Optional[int], extra: Sequence[str] = (),
-                 log_path: Optional[Path] = None):
+    def __init__(self, directory: Path, min_sequences: Optional[int], threads: Optional[int], extra: Sequence[str] = (),
+                 log_path: Optional[Path] = None, env: Optional[dict] = None, mode: str = "--learn"):
         self.http_port = _free_port()
-        args = [sys.executable, "-m", "logllm_plugin", "serve", "--learn", str(directory), "--port", "0",
-                "--http-port", str(self.http_port), "--learn-min-sequences", str(min_sequences), *extra]
+        args = [sys.executable, "-m", "logllm_plugin", "serve", mode, str(directory), "--port", "0",
+                "--http-port", str(self.http_port), *extra]
+        if min_sequences is not None:
+            args += ["--learn-min-sequences", str(min_sequences)]
         if threads:
             args += ["--threads", str(threads)]
         self.log = open(log_path or os.devnull, "w")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         deadline = time.monotonic() + 120
         while True:
             try:

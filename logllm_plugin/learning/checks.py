@@ -1,5 +1,11 @@
 """What a candidate model must pass before it serves, on history it did not train on.
 
+First the threshold is calibrated on one half of the held-out recent history (never lower than
+the trainer's own choice): raised until at most `target_false_positive_rate` of it is flagged.
+Unlabeled recent traffic is mostly healthy, so this is a target false-positive rate set without
+labels; the trainer's threshold comes from injected anomalies alone and can sit far too low for
+traffic whose normal varies a lot. Then, on the other half:
+
 * flag rate on the most recent held-out history stays under a ceiling: recent traffic is mostly
   healthy, so a model flagging much of it has not learned this normal;
 * injected anomalies (copies of held-out sequences with a step dropped, repeated, swapped or a
@@ -28,6 +34,23 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def calibrate_threshold(detector, calibration: Sequence[Sequence[str]], target_false_positive_rate: float) -> dict:
+    """Raise the detector's threshold so at most the target share of `calibration` is flagged."""
+    import math
+
+    trained = float(detector.settings.threshold)
+    scores = sorted((v.score for v in detector.detect([list(s) for s in calibration])), reverse=True)
+    allowed = int(math.floor(target_false_positive_rate * len(scores)))
+    threshold = trained
+    if allowed < len(scores) and scores[allowed] >= trained:
+        # just above the (allowed+1)-th highest score: that one and all below it are normal
+        threshold = min(1.0, float(scores[allowed]) + 1e-6)
+    detector.settings.threshold = threshold
+    detector.verdict_cache.clear()
+    return {"trained_threshold": round(trained, 6), "threshold": round(threshold, 6),
+            "calibration_sequences": len(scores), "target_false_positive_rate": target_false_positive_rate}
 
 
 def measure(detector, holdout: Sequence[Sequence[str]], seed: int = 0) -> CheckResult:

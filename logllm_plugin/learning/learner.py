@@ -35,6 +35,16 @@ logger = logging.getLogger(__name__)
 MIN_HOLDOUT = 20
 
 
+def _store_threshold(model_dir: Path, threshold: float) -> None:
+    """The calibrated threshold goes into the model directory: followers and restarts use it too."""
+    from logllm_plugin.artifacts import DETECTOR_FILE, read_json, write_json
+
+    meta = read_json(model_dir / DETECTOR_FILE)
+    meta["trained_threshold"] = meta.get("threshold")
+    meta["threshold"] = threshold
+    write_json(model_dir / DETECTOR_FILE, meta)
+
+
 class LearningDetector(VersionedDetector):
     def __init__(self, directory: str | Path, config: PluginConfig, device: str = "auto",
                  initial=None, source: str = DEFAULT_SOURCE):
@@ -54,6 +64,17 @@ class LearningDetector(VersionedDetector):
         if not self.refresh() or self._current is None:
             if initial is not None:
                 self.swap_in(initial, "initial")
+
+    @classmethod
+    def open(cls, directory: str | Path, config: Optional[PluginConfig] = None, threads: Optional[int] = None,
+             device: str = "auto") -> "LearningDetector":
+        """A running learner for in-process scorers (the OTLP bridge, the SDK processor, es annotate)."""
+        from logllm_plugin.config import load_config
+
+        learner = cls(directory, config or load_config(), device=device)
+        learner.threads = threads
+        learner.start_polling()
+        return learner
 
     @property
     def state(self) -> str:
@@ -184,13 +205,17 @@ class LearningDetector(VersionedDetector):
 
         candidate = Detector.load(out_dir, device=self.device_name)
         self._prepare(candidate)
-        result = checks.measure(candidate, holdout, seed=self.trainings)
+        calibration, checked = holdout[: len(holdout) // 2], holdout[len(holdout) // 2:]
+        calibrated = checks.calibrate_threshold(candidate, calibration, lc.target_false_positive_rate)
+        _store_threshold(out_dir, candidate.settings.threshold)
+        result = checks.measure(candidate, checked, seed=self.trainings)
         current_result = None
         if self._current is not None:
-            current_result = checks.measure(self._current, holdout, seed=self.trainings)
+            current_result = checks.measure(self._current, checked, seed=self.trainings)
         checks.judge(result, current_result, lc.flag_rate_ceiling, lc.min_injected_recall)
         summary = {"trained_on": len(train), "held_out": len(holdout), "left_out": left_out,
-                   "checks": result.to_dict(), "serving_checks": current_result.to_dict() if current_result else None}
+                   "calibration": calibrated, "checks": result.to_dict(),
+                   "serving_checks": current_result.to_dict() if current_result else None}
         if not result.passed:
             shutil.rmtree(work, ignore_errors=True)
             logger.warning("learning: candidate refused: %s", "; ".join(result.reasons))

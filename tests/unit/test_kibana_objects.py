@@ -51,7 +51,7 @@ def fields_used(obj) -> set[str]:
 
 def test_export_writes_one_object_per_line_with_unique_ids_of_the_kibana_8_types(tmp_path):
     objects = exported(tmp_path)
-    assert [o["type"] for o in objects] == ["index-pattern", "search", "lens", "dashboard"]
+    assert [o["type"] for o in objects] == ["index-pattern", "search", "lens", "dashboard", "search"]
     assert len({o["id"] for o in objects}) == len(objects)
     assert all(o["coreMigrationVersion"].startswith("8.") and o["attributes"]["title"] for o in objects)
     assert objects[0]["attributes"]["title"] == "logs-*" and objects[0]["attributes"]["timeFieldName"] == "@timestamp"
@@ -92,7 +92,15 @@ def test_every_field_the_views_use_exists_in_the_index_template(tmp_path):
         assert not missing, f"{obj['type']} uses fields the template does not map: {missing}"
     search = exported(tmp_path)[1]
     assert {"logllm.anomaly.label", "logllm.anomaly.score", "logllm.anomaly.category",
-            "logllm.explanation.summary"} <= set(search["attributes"]["columns"])
+            "logllm.explanation.summary", "logllm.sequence.familiarity", "logllm.suppressed",
+            "logllm.model.version"} <= set(search["attributes"]["columns"])
+
+
+def test_a_saved_search_shows_what_is_still_being_learned(tmp_path):
+    learning = [o for o in exported(tmp_path) if o["attributes"].get("title") == "logllm: still learning"]
+    assert len(learning) == 1
+    source = json.loads(learning[0]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    assert source["query"]["query"] == 'logllm.status : "learning"'
 
 
 class _FakeKibana(http.server.BaseHTTPRequestHandler):
@@ -125,7 +133,7 @@ def test_import_posts_the_ndjson_to_the_saved_objects_api_with_the_xsrf_header(m
     finally:
         server.shutdown()
     assert result.exit_code == 0, result.output
-    assert "imported 4 saved objects" in result.output and "c2VjcmV0" not in result.output
+    assert "imported 5 saved objects" in result.output and "c2VjcmV0" not in result.output
     path, headers, body = handler.received[0]
     assert path == "/s/ops/api/saved_objects/_import?overwrite=true"
     assert headers["Authorization"] == "ApiKey c2VjcmV0LWtleQ=="
