@@ -130,22 +130,27 @@ def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
 @click.option("--poll-s", type=float, default=2.0, show_default=True, help="Following: pause between passes.")
 @click.option("--checkpoint", "checkpoint_name", help="Checkpoint name in the state index (default: the pattern).")
 @click.option("--partition", help="I/N: this annotator takes the keys with crc32(key) %% N == I (run N of them).")
+@click.option("--learn", "learn_dir", type=click.Path(file_okay=False),
+              help="Learning mode: learn this index's normal (first from its own history), keep history and models here.")
 def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
                  message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, once, lateness_s,
-                 poll_s, checkpoint_name, partition, threads):
+                 poll_s, checkpoint_name, partition, threads, learn_dir):
     """Score new documents by sequence and write logllm.* annotations back (bulk partial updates)."""
     def work():
         from collectors.elastic.annotator import Annotator, AnnotatorConfig
         from logllm_plugin.sequencer import SequencerConfig
 
         client = _client(url, backend, ca_cert)
-        score, detector = _scorer(model_dir, servers, token_file, tls_ca, threads)
+        sequencer = SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines), idle_s=idle_s)
+        if learn_dir:
+            score, detector = _learning_scorer(learn_dir, model_dir, servers, threads, client, index, key_fields,
+                                               message_field, time_field, sequencer)
+        else:
+            score, detector = _scorer(model_dir, servers, token_file, tls_ca, threads)
         config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
                                  time_field=time_field, lateness_s=lateness_s, page_size=page_size,
                                  score_batch=score_batch, checkpoint_name=checkpoint_name,
-                                 partition=_partition(partition),
-                                 sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
-                                                           idle_s=idle_s))
+                                 partition=_partition(partition), sequencer=sequencer)
         annotator = Annotator(client, score, config, explainer=_explainer(detector, no_explain))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: annotator.stop_event.set())
@@ -154,6 +159,21 @@ def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
         _report(stats, time.monotonic() - started, as_json)
 
     _run(lambda: _guard(work))
+
+
+def _learning_scorer(learn_dir, model_dir, servers, threads, client, index, key_fields, message_field, time_field,
+                     sequencer):
+    from collectors.elastic.learning import bootstrap_learner
+    from collectors.otel.scoring import local_scorer
+    from logllm_plugin.learning.learner import LearningDetector
+
+    if model_dir or servers:
+        raise click.UsageError("--learn scores with the models it learns: it takes no --model or --server")
+    learner = LearningDetector.open(learn_dir, threads=threads)
+    outcome = bootstrap_learner(learner, client, index=index, key_fields=tuple(key_fields),
+                                message_field=message_field, time_field=time_field, sequencer=sequencer)
+    click.echo(f"learning: {json.dumps(outcome)}", err=True)
+    return local_scorer(detector=learner), learner
 
 
 def _partition(text):

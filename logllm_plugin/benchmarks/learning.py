@@ -132,13 +132,9 @@ class LearningServer:
             time.sleep(1.0)
 
     def peak_rss_mib(self) -> Optional[float]:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            pass
-        return None
+        from logllm_plugin.benchmarks.server import peak_rss_mib
+
+        return peak_rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -170,11 +166,11 @@ def run_learning_bench(data_path: str, *, train_fraction: float = 0.7, contamina
     from logllm_plugin.inputs import load_sequences
 
     sequences, _ = load_sequences(data_path)
-    train, test = split_parts(sequences, train_fraction)
+    train, test, protocol = split_parts(sequences, train_fraction)
     test = [s for s in test if s.label is not None]
     history = history_of(train, contamination, seed)
     labels = [int(s.label) for s in test]
-    result = {"data": data_path, "split": split_parts(sequences, train_fraction)[2], "history": len(history),
+    result = {"data": data_path, "split": protocol, "history": len(history),
               "contamination": contamination, "test": len(test), "test_anomalies": sum(labels)}
     with tempfile.TemporaryDirectory(prefix="logllm-learn-bench-") as tmp:
         server = LearningServer(Path(tmp) / "learn", len(history), threads, ["--retrain-every", "0"],

@@ -20,6 +20,17 @@ from typing import Callable, Optional
 
 import numpy as np
 
+def peak_rss_mib(pid: int) -> Optional[float]:
+    """Peak resident memory (VmHWM) of a live process, in MiB; None when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 BATCHING_OFF = (1, 0.0)  # --max-batch, --max-wait-ms: one model call per request (the baseline)
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "examples" / "requests.jsonl"
 
@@ -48,13 +59,7 @@ class _ServerProcess:
         threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep the pipe drained
 
     def peak_rss_mib(self) -> Optional[float]:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            pass
-        return None
+        return peak_rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -89,6 +89,11 @@ class LearningDetector(VersionedDetector):
         self.history.append(masked, edges, self.source)
         return self.score_masked(ids, masked)
 
+    def learn_from(self, sequences: Sequence[Sequence[str]], source: Optional[str] = None) -> int:
+        """History without scoring (a bootstrap from data that is already stored)."""
+        masked = [[self.mask_line(line) for line in seq] for seq in sequences if seq]
+        return self.history.append(masked, None, source or self.source)
+
     # -- the loop ----------------------------------------------------------------------------------
     def due(self) -> bool:
         lc = self.learning

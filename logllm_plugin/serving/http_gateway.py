@@ -38,16 +38,7 @@ class HttpError(Exception):
 
 
 def parse_detect_body(body: bytes) -> list[SequenceIn]:
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise HttpError(400, f"body is not UTF-8: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise HttpError(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:  # json raises this, not JSONDecodeError, for [[[[... thousands deep
-        raise HttpError(400, "body is not valid JSON: nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise HttpError(400, 'body must be a JSON object with "logs" (one sequence) or "sequences"')
+    payload = _json_object(body, 'body must be a JSON object with "logs" (one sequence) or "sequences"')
     if ("logs" in payload) == ("sequences" in payload):
         raise HttpError(400, 'give exactly one of "logs" (a list of lines) or "sequences" (a list of those)')
     raw = [payload["logs"]] if "logs" in payload else payload["sequences"]
@@ -65,7 +56,7 @@ def parse_detect_body(body: bytes) -> list[SequenceIn]:
 
 
 def parse_feedback_body(body: bytes) -> tuple[list[SequenceIn], str]:
-    payload = _json_object(body)
+    payload = _json_object(body, 'body must be a JSON object with "sequences" and "label"')
     label = payload.get("label")
     if label not in ("normal", "anomalous"):
         raise HttpError(400, '"label" must be "normal" or "anomalous"')
@@ -81,17 +72,17 @@ def parse_feedback_body(body: bytes) -> tuple[list[SequenceIn], str]:
     return out, label
 
 
-def _json_object(body: bytes) -> dict:
+def _json_object(body: bytes, not_an_object: str) -> dict:
     try:
         payload = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"body is not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise HttpError(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
+    except RecursionError:  # json raises this, not JSONDecodeError, for [[[[... thousands deep
         raise HttpError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
-        raise HttpError(400, "body must be a JSON object")
+        raise HttpError(400, not_an_object)
     return payload
 
 
