@@ -394,3 +394,18 @@ def test_ocb_on_the_manifest_generates_the_distributions_component_list(tmp_path
     assert "github.com/logllm/logllm-plugin/collectors/otel/logllmprocessor v0.0.0" in generated
     assert generated == modules(REPO / "collectors" / "otel" / "otelcol" / "components.go")
     assert "collectors/otel/logllmprocessor" in (tmp_path / "dist" / "go.mod").read_text()
+
+
+def test_bench_collector_reports_same_run_rates(collector_binary):
+    """`bench collector` (small): both collector runs deliver every record and the JSON has the
+    same-run ratio (figures themselves are for the README, not asserted)."""
+    from collectors.otel.bench_collector import run_collector_bench
+
+    lines = [json.loads(line)["lines"] for line in (DATA / "seed_test.jsonl").read_text(encoding="utf-8").splitlines()]
+    result = run_collector_bench(lines=[x for seq in lines for x in seq], records=600, batch=100, keys=5,
+                                 threads=1, with_bridge=True)
+    assert result["records"] == 600
+    for name in ("collector_plain_records_per_s", "collector_logllm_records_per_s", "bridge_records_per_s"):
+        assert result[name] > 0, result
+    assert result["logllm_to_plain_ratio"] == round(result["collector_logllm_records_per_s"]
+                                                    / result["collector_plain_records_per_s"], 3)
