@@ -19,11 +19,14 @@ const (
 	attrEvidence         = "logllm.evidence"
 	attrModelVersion     = "logllm.model.version"
 	attrStatus           = "logllm.status"
+	attrFamiliarity      = "logllm.sequence.familiarity"
+	attrSuppressed       = "logllm.suppressed"
 
 	statusOK          = "ok"
 	statusUnavailable = "unavailable"
 	statusTimeout     = "timeout"
 	statusRejected    = "rejected"
+	statusLearning    = "learning" // the server has no model yet (learning mode)
 	labelUnscored     = "unscored"
 )
 
@@ -39,11 +42,18 @@ func annotate(record plog.LogRecord, sequenceID, key string, position int, verdi
 		attrs.PutStr(attrLabel, labelUnscored)
 		return
 	}
+	if verdict.GetStatus() == statusLearning { // no model yet: nothing to say but that it is learning
+		attrs.PutStr(attrStatus, statusLearning)
+		attrs.PutStr(attrLabel, labelUnscored)
+		return
+	}
 	attrs.PutDouble(attrScore, verdict.GetScore())
 	attrs.PutStr(attrLabel, verdict.GetLabel())
 	attrs.PutStr(attrCategory, verdict.GetCategory())
 	attrs.PutBool(attrEvidence, slices.Contains(verdict.GetEvidence(), uint32(position)))
 	attrs.PutStr(attrModelVersion, verdict.GetModelVersion())
+	attrs.PutDouble(attrFamiliarity, verdict.GetFamiliarity())
+	attrs.PutBool(attrSuppressed, verdict.GetSuppressed())
 }
 
 // annotateAllUnscored marks every record of a batch that passes straight on.

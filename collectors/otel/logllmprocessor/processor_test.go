@@ -31,7 +31,7 @@ import (
 type fakeInference struct {
 	logllmv1.UnimplementedInferenceServer
 	mu       sync.Mutex
-	mode     string // "", "hang", "refuse", "miscount"
+	mode     string // "", "hang", "refuse", "miscount", "learning"
 	token    string // when set, calls without "authorization: Bearer <token>" are refused
 	requests [][]*logllmv1.Sequence
 	release  chan struct{}
@@ -60,10 +60,16 @@ func (f *fakeInference) Detect(ctx context.Context, req *logllmv1.DetectRequest)
 	}
 	resp := &logllmv1.DetectResponse{ModelVersion: "test-v1"}
 	for _, s := range req.GetSequences() {
-		v := &logllmv1.Verdict{Id: s.GetId(), Key: s.GetKey(), Label: "normal", Score: 0.1, Category: "normal", ModelVersion: "test-v1"}
+		v := &logllmv1.Verdict{Id: s.GetId(), Key: s.GetKey(), Label: "normal", Score: 0.1, Category: "normal",
+			ModelVersion: "test-v1", Familiarity: 0.75, Status: "ok"}
+		if mode == "learning" {
+			v = &logllmv1.Verdict{Id: s.GetId(), Key: s.GetKey(), Label: "unscored", Status: "learning"}
+			resp.Verdicts = append(resp.Verdicts, v)
+			continue
+		}
 		for i, line := range s.GetLines() {
 			if strings.Contains(line, "ERROR") {
-				v.Label, v.Score, v.Category = "anomalous", 0.9, "anomaly"
+				v.Label, v.Score, v.Category, v.Suppressed = "anomalous", 0.9, "anomaly", strings.Contains(line, "known")
 				v.Evidence = append(v.Evidence, uint32(i))
 			}
 		}
@@ -354,9 +360,30 @@ func TestAnnotationsMatchTheVerdict(t *testing.T) {
 		if a[attrLabel] != "anomalous" || a[attrScore] != 0.9 || a[attrCategory] != "anomaly" ||
 			a[attrModelVersion] != "test-v1" || a[attrStatus] != statusOK || a[attrSequenceKey] != "svc" ||
 			a[attrSequenceID] != "svc#0" || a[attrSequencePosition] != int64(i) || a[attrEvidence] != (i == 1) ||
-			a["app.attr"] != "kept" || o.service != "svc" {
+			a[attrFamiliarity] != 0.75 || a[attrSuppressed] != false || a["app.attr"] != "kept" || o.service != "svc" {
 			t.Fatalf("record %d annotated wrongly: %+v", i, a)
 		}
+	}
+}
+
+func TestLearningServerAndSuppressedVerdicts(t *testing.T) {
+	f := &fakeInference{mode: "learning"}
+	h := start(t, testConfig(startFake(t, f)))
+	h.send(lines("a", 4)...)
+	got := h.waitFor(4, 2*time.Second)
+	for _, o := range got {
+		if o.attrs[attrStatus] != statusLearning || o.attrs[attrLabel] != labelUnscored {
+			t.Fatalf("a learning server's verdict: want status learning, unscored; got %+v", o.attrs)
+		}
+		if _, has := o.attrs[attrScore]; has {
+			t.Fatalf("no score while learning: %+v", o.attrs)
+		}
+	}
+	f.setMode("")
+	h.send(rec{key: "b", body: "ERROR known issue"}, rec{key: "b", body: "x"}, rec{key: "b", body: "y"}, rec{key: "b", body: "z"})
+	got = h.waitFor(8, 2*time.Second)
+	if got[4].attrs[attrSuppressed] != true || got[4].attrs[attrStatus] != statusOK {
+		t.Fatalf("a suppressed verdict must say so: %+v", got[4].attrs)
 	}
 }
 
