@@ -173,8 +173,12 @@ func (p *logllmProcessor) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("logllm processor: shutdown ended before held records were flushed: %w", ctx.Err())
 	}
-	if p.conn != nil {
-		err = errors.Join(err, p.conn.Close())
+	p.mu.Lock()
+	conn := p.conn
+	p.conn = nil
+	p.mu.Unlock()
+	if conn != nil {
+		err = errors.Join(err, conn.Close())
 	}
 	return err
 }

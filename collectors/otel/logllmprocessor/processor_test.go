@@ -93,7 +93,9 @@ func (f *fakeInference) calls() [][]*logllmv1.Sequence {
 	return append([][]*logllmv1.Sequence(nil), f.requests...)
 }
 
-func startFake(t *testing.T, f *fakeInference) string {
+func startFake(t *testing.T, f *fakeInference) string { return startFakeB(t, f) }
+
+func startFakeB(t testing.TB, f *fakeInference) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,13 +133,15 @@ func testConfig(endpoint string) *Config {
 }
 
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	proc *logllmProcessor
 	sink *consumertest.LogsSink
 	tel  *componenttest.Telemetry
 }
 
-func start(t *testing.T, cfg *Config) *harness {
+func start(t *testing.T, cfg *Config) *harness { return startB(t, cfg) }
+
+func startB(t testing.TB, cfg *Config) *harness {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
