@@ -29,6 +29,10 @@ const (
 	defaultKey = "default"
 	// maxSequencesPerCall stays under the server's max_sequences_per_request (1024 by default).
 	maxSequencesPerCall = 256
+	// maxBytesPerCall keeps a request well under the server's max_request_bytes (64 MiB).
+	maxBytesPerCall = 16 << 20
+	// serverMaxLineBytes is the server's default max_line_bytes (1 MiB).
+	serverMaxLineBytes = 1 << 20
 	// maxTrackedKeys bounds the per-key sequence numbering (keys may be unique trace ids); a
 	// key unseen for this many others restarts at #0, as in the Python sequencer.
 	maxTrackedKeys = 100_000
@@ -348,11 +352,46 @@ func (p *logllmProcessor) run() {
 }
 
 func (p *logllmProcessor) process(ready []*closedSequence) {
-	for start := 0; start < len(ready); start += maxSequencesPerCall {
-		chunk := ready[start:min(start+maxSequencesPerCall, len(ready))]
+	for _, chunk := range chunks(ready) {
 		verdicts, status := p.score(chunk)
 		p.pass(chunk, verdicts, status)
 	}
+}
+
+// chunks splits the ready sequences into Detect calls of at most maxSequencesPerCall sequences
+// and maxBytesPerCall bytes of lines, keeping their order. A sequence with a line over the
+// server's default max_line_bytes goes alone, so that if the server refuses it, only its records
+// pass on unscored.
+func chunks(ready []*closedSequence) [][]*closedSequence {
+	var out [][]*closedSequence
+	var current []*closedSequence
+	size := 0
+	flush := func() {
+		if len(current) > 0 {
+			out = append(out, current)
+			current, size = nil, 0
+		}
+	}
+	for _, s := range ready {
+		n, longest := 0, 0
+		for _, r := range s.records {
+			l := len(r.record.Body().AsString())
+			n += l
+			longest = max(longest, l)
+		}
+		if longest > serverMaxLineBytes {
+			flush()
+			out = append(out, []*closedSequence{s})
+			continue
+		}
+		if len(current) == maxSequencesPerCall || (len(current) > 0 && size+n > maxBytesPerCall) {
+			flush()
+		}
+		current = append(current, s)
+		size += n
+	}
+	flush()
+	return out
 }
 
 // score makes one Detect call for the chunk, bounded by the timeout and by what is left of the

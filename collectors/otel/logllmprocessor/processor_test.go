@@ -585,3 +585,41 @@ func assertCounter(t *testing.T, h *harness, name, status string, want int64) {
 		t.Fatalf("metric %s{status=%q} = %d, want %d", name, status, got, want)
 	}
 }
+
+func TestChunksBoundCountAndBytesAndIsolateHugeLines(t *testing.T) {
+	seq := func(lines, lineBytes int) *closedSequence {
+		s := &closedSequence{}
+		for range lines {
+			r := plog.NewLogRecord()
+			r.Body().SetStr(strings.Repeat("x", lineBytes))
+			s.records = append(s.records, heldRecord{record: r})
+		}
+		return s
+	}
+	var ready []*closedSequence
+	for range maxSequencesPerCall + 10 {
+		ready = append(ready, seq(1, 10))
+	}
+	huge := seq(1, serverMaxLineBytes+1)
+	ready = append(ready, huge, seq(1, 10), seq(9, serverMaxLineBytes), seq(9, serverMaxLineBytes))
+	got := chunks(ready)
+	var sizes []int
+	var flat []*closedSequence
+	for _, c := range got {
+		sizes = append(sizes, len(c))
+		flat = append(flat, c...)
+	}
+	// 256 (count cap), 10, the huge line alone, then 9 MiB + 9 MiB > 16 MiB: two calls.
+	want := []int{maxSequencesPerCall, 10, 1, 2, 1}
+	if fmt.Sprint(sizes) != fmt.Sprint(want) {
+		t.Fatalf("chunk sizes %v, want %v", sizes, want)
+	}
+	for i := range ready {
+		if flat[i] != ready[i] {
+			t.Fatalf("sequence %d out of order after chunking", i)
+		}
+	}
+	if got[2][0] != huge {
+		t.Fatal("the sequence with a huge line must go alone")
+	}
+}
