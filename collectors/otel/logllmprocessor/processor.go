@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +35,8 @@ const (
 	// serverMaxLineBytes is the server's default max_line_bytes (1 MiB).
 	serverMaxLineBytes = 1 << 20
 	// maxTrackedKeys bounds the per-key sequence numbering (keys may be unique trace ids); a
-	// key unseen for this many others restarts at #0, as in the Python sequencer.
+	// key first seen more than this many keys ago may restart at #0 (the Python sequencer
+	// bounds it likewise).
 	maxTrackedKeys = 100_000
 )
 
@@ -288,12 +290,14 @@ func (p *logllmProcessor) takeIndex(key string) uint64 {
 	p.indexes[key] = index + 1
 	if !seen {
 		p.indexAge = append(p.indexAge, key)
-		if len(p.indexAge) > maxTrackedKeys {
-			drop := p.indexAge[:len(p.indexAge)-maxTrackedKeys]
+		// Forget the oldest keys in bulk (amortised O(1) per key): between maxTrackedKeys and
+		// twice that many keys are remembered.
+		if len(p.indexAge) >= 2*maxTrackedKeys {
+			drop := p.indexAge[:maxTrackedKeys]
 			for _, k := range drop {
 				delete(p.indexes, k)
 			}
-			p.indexAge = append([]string(nil), p.indexAge[len(drop):]...)
+			p.indexAge = append([]string(nil), p.indexAge[maxTrackedKeys:]...)
 		}
 	}
 	return index
@@ -327,11 +331,7 @@ func (p *logllmProcessor) takeReady(all bool) []*closedSequence {
 }
 
 func sortByFirst(seqs []*openSequence) {
-	for i := 1; i < len(seqs); i++ {
-		for j := i; j > 0 && seqs[j].first.Before(seqs[j-1].first); j-- {
-			seqs[j], seqs[j-1] = seqs[j-1], seqs[j]
-		}
-	}
+	slices.SortStableFunc(seqs, func(a, b *openSequence) int { return a.first.Compare(b.first) })
 }
 
 // run is the worker: one goroutine, so sequences of a key are scored and passed on in order.

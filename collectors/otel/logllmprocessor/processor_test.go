@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -621,5 +622,26 @@ func TestChunksBoundCountAndBytesAndIsolateHugeLines(t *testing.T) {
 	}
 	if got[2][0] != huge {
 		t.Fatal("the sequence with a huge line must go alone")
+	}
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestSequenceNumberingForgetsOldKeys(t *testing.T) {
+	h := start(t, testConfig(freeAddr(t)))
+	p := h.proc
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.takeIndex("first") != 0 || p.takeIndex("first") != 1 {
+		t.Fatal("a key's sequences are numbered 0, 1, ...")
+	}
+	for i := range 3 * maxTrackedKeys {
+		p.takeIndex(fmt.Sprintf("trace-%d", i))
+	}
+	if n := len(p.indexes); n >= 2*maxTrackedKeys || n < maxTrackedKeys {
+		t.Fatalf("with unique keys the numbering must stay bounded: %d keys remembered", n)
+	}
+	if p.takeIndex("first") != 0 {
+		t.Fatal("a key forgotten long ago restarts at #0")
 	}
 }
