@@ -645,3 +645,39 @@ func TestSequenceNumberingForgetsOldKeys(t *testing.T) {
 		t.Fatal("a key forgotten long ago restarts at #0")
 	}
 }
+
+func TestManyUniqueTraceIDsAllPassOnce(t *testing.T) {
+	f := &fakeInference{}
+	cfg := testConfig(startFake(t, f))
+	cfg.IdleTimeout = 100 * time.Millisecond
+	h := start(t, cfg)
+	const batches, perBatch = 40, 500
+	for b := range batches {
+		ld := plog.NewLogs()
+		lrs := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords()
+		for i := range perBatch {
+			lr := lrs.AppendEmpty()
+			n := uint32(b*perBatch + i + 1)
+			lr.SetTraceID(pcommon.TraceID{0: byte(n >> 24), 1: byte(n >> 16), 2: byte(n >> 8), 3: byte(n)})
+			lr.Body().SetStr(fmt.Sprintf("trace %d", n))
+		}
+		if err := h.proc.ConsumeLogs(context.Background(), ld); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitFor(batches*perBatch, 10*time.Second)
+	time.Sleep(150 * time.Millisecond)
+	got := h.received()
+	if len(got) != batches*perBatch {
+		t.Fatalf("want %d records once, got %d", batches*perBatch, len(got))
+	}
+	ids := map[string]bool{}
+	for _, o := range got {
+		id := o.attrs[attrSequenceID].(string)
+		if ids[id] {
+			t.Fatalf("sequence %s seen twice: every trace is its own one-record sequence", id)
+		}
+		ids[id] = true
+	}
+	assertCounter(t, h, "otelcol_processor_logllm_records_held", "", 0)
+}
