@@ -74,6 +74,9 @@ class Serve:
             except ValueError:
                 continue
 
+    def serving(self):
+        return self._serving.is_set()
+
     def wait_serving(self, timeout=120):
         assert self._serving.wait(timeout), "logllm-plugin serve did not become ready"
 
@@ -250,7 +253,7 @@ def test_server_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(col
                     time.sleep(0.1)
                 restarted = Serve(server.model_dir, server_port).start()
                 try:
-                    while not restarted._serving.is_set():  # keep streaming while it starts
+                    while not restarted.serving():  # keep streaming while it starts
                         send_round(i)
                         i += 1
                         time.sleep(0.1)
