@@ -4,8 +4,8 @@ OTLP/gRPC in (a client here) → otelcol-logllm (scripts/build-otelcol, with
 collectors/otel/logllmprocessor) → otlp_grpc exporter → an OTLP receiver written for the test,
 with a real `logllm-plugin serve` subprocess as the inference server (or, for the hang and
 memory-bound faults, a gRPC server here that never answers). Also: bad configs make the collector
-refuse to start naming the key, and ocb on collectors/otel/builder-config.yaml generates the
-component list the hand-written distribution has.
+refuse to start naming the key, and ocb builds a collector with the processor from
+collectors/otel/builder-config.yaml (the same component list as the hand-written distribution).
 
 The binary is built once (cached outside the repository; a cold build takes minutes). Without Go
 the tests skip, except with CI=true, where that is a failure.
@@ -369,34 +369,43 @@ service:
     assert "logllm" in output and key in output, output
 
 
-def test_ocb_on_the_manifest_generates_the_distributions_component_list(tmp_path):
-    """collectors/otel/builder-config.yaml, run through the OpenTelemetry Collector Builder, lists
-    the same component modules as the hand-written collectors/otel/otelcol/components.go."""
+def test_ocb_builds_a_collector_with_logllm_from_the_manifest(tmp_path):
+    """collectors/otel/builder-config.yaml, run through the OpenTelemetry Collector Builder (v0.165.0,
+    `go install`ed into the cache), builds a collector that has the logllm processor and accepts
+    configs/otelcol-processor.yaml; its generated component list is the hand-written
+    collectors/otel/otelcol/components.go's (the sources scripts/build-otelcol compiles)."""
     go_or_skip()
     cache = os.path.join(os.environ.get("LOGLLM_CACHE", os.path.expanduser("~/.cache/logllm-ci")))
     gobin = os.path.join(cache, "ocb-v0.165.0")
     env = dict(os.environ, GOMODCACHE=os.path.join(cache, "otelcol", "gomod"),
                GOCACHE=os.path.join(cache, "otelcol", "gobuild"), GOTOOLCHAIN="local", GOWORK="off", GOFLAGS="",
-               GOBIN=gobin)
+               GOBIN=gobin, CGO_ENABLED="0")
     builder = os.path.join(gobin, "builder")
     if not os.access(builder, os.X_OK):
+        os.makedirs(gobin, exist_ok=True)
         done = subprocess.run([find_go(), "install", "go.opentelemetry.io/collector/cmd/builder@v0.165.0"],
-                              cwd=cache, env=env, capture_output=True, text=True, timeout=1800)
+                              cwd=gobin, env=env, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, done.stderr[-4000:]
+    dist = tmp_path / "dist"
     manifest = (REPO / "collectors" / "otel" / "builder-config.yaml").read_text()
-    manifest = manifest.replace("output_path: ./build/otelcol-logllm", f"output_path: {tmp_path / 'dist'}")
+    manifest = manifest.replace("output_path: ./build/otelcol-logllm", f"output_path: {dist}")
     (tmp_path / "builder-config.yaml").write_text(manifest)
-    done = subprocess.run([builder, "--config", str(tmp_path / "builder-config.yaml"), "--skip-compilation"],
+    done = subprocess.run([builder, "--config", str(tmp_path / "builder-config.yaml")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     def modules(path):
         return sorted(re.findall(r'"([\w./-]+ v[\w.-]+)"', path.read_text()))
 
-    generated = modules(tmp_path / "dist" / "components.go")
+    generated = modules(dist / "components.go")
     assert "github.com/logllm/logllm-plugin/collectors/otel/logllmprocessor v0.0.0" in generated
     assert generated == modules(REPO / "collectors" / "otel" / "otelcol" / "components.go")
-    assert "collectors/otel/logllmprocessor" in (tmp_path / "dist" / "go.mod").read_text()
+    binary = dist / "otelcol-logllm"
+    listed = subprocess.run([str(binary), "components"], capture_output=True, text=True, timeout=60)
+    assert "name: logllm\n" in listed.stdout and "logllmprocessor v0.0.0" in listed.stdout, listed.stdout[-3000:]
+    checked = subprocess.run([str(binary), "validate", f"--config=file:{REPO / 'configs' / 'otelcol-processor.yaml'}"],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_bench_collector_reports_same_run_rates(collector_binary):
