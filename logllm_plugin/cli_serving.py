@@ -234,6 +234,33 @@ def bench_annotate_cmd(url, data_path, model_dir, threads, as_json):
     _run(work)
 
 
+@bench.command("collector")
+@click.option("--model", "model_dir", help="Model of the inference server (default: the embedded model).")
+@click.option("--data", "data_path", help="Log lines to send (default: the bundled sample's lines).")
+@click.option("--records", type=int, default=20_000, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), help="--threads of the inference server.")
+@click.option("--no-bridge", is_flag=True, help="Skip the OTLP bridge run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
+def bench_collector_cmd(model_dir, data_path, records, threads, no_bridge, as_json):
+    """Records/s through the collector with the logllm processor beside the same collector without
+    it (and the OTLP bridge), same run, same input. Builds the collector (Go) when not cached."""
+    def work():
+        from collectors.otel.bench_collector import run_collector_bench
+        from logllm_plugin.benchmarks.server import DEFAULT_DATA
+        from logllm_plugin.inputs import load_sequences
+
+        lines = [line for s in load_sequences(data_path or str(DEFAULT_DATA))[0] for line in s.lines]
+        result = run_collector_bench(lines=lines, records=records, model_dir=model_dir, threads=threads,
+                                     with_bridge=not no_bridge)
+        if not as_json:
+            click.echo(f"collector without logllm: {result['collector_plain_records_per_s']:.0f} records/s; "
+                       f"with logllm: {result['collector_logllm_records_per_s']:.0f} records/s "
+                       f"(ratio {result['logllm_to_plain_ratio']})")
+        click.echo(json.dumps(result) if as_json else "")
+
+    _run(work)
+
+
 @bench.command("bridge")
 @click.option("--model", "model_dir", help="Model scoring inside the bridge (default: the embedded model).")
 @click.option("--data", "data_path", help="Log lines to send (default: the bundled sample's lines).")

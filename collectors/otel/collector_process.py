@@ -8,7 +8,8 @@
         print(col.log_text())                # its stdout+stderr so far
 
 Standard library only. The distribution's components (collectors/otel/otelcol/components.go):
-receivers `otlp`, `file_log` (alias `filelog`); processor `batch`; exporters `otlp_grpc`,
+receivers `otlp`, `file_log` (alias `filelog`); processors `batch`, `memory_limiter`, `logllm`
+(collectors/otel/logllmprocessor); exporters `otlp_grpc`,
 `otlp_http`, `debug`; extension `health_check`.
 """
 from __future__ import annotations
