@@ -21,8 +21,10 @@ def bootstrap_learner(learner, client, *, index: str, key_fields: tuple[str, ...
     """Feed the index's history to a learner without a model and train it once; returns what happened."""
     if learner.state == "serving":
         return {"bootstrapped": False, "reason": f"model {learner.version} already serves"}
+    # The whole index up to now: what the annotator is about to read anyway (the learner trains on the
+    # most recent `learning.train_max_sequences` of it).
     spec = HistoryQuery(index=index, key_fields=tuple(key_fields), message_field=message_field,
-                        time_field=time_field or "@timestamp")
+                        time_field=time_field or "@timestamp", query_json='{"match_all": {}}')
     try:
         sequences = read_history(client, spec, sequencer)
     except HistoryError as exc:
