@@ -295,13 +295,24 @@ def bench_bridge_cmd(model_dir, data_path, records, as_json):
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
               help="Longest wait for learning → serving.")
 @click.option("--no-reference", is_flag=True, help="Skip `train small --normal-only` on the same history.")
+@click.option("--drift", is_flag=True, help="Instead: a release (new line types) after learning; false positives "
+              "before and after the scheduled retrain.")
+@click.option("--retrain-every", "retrain_every_s", type=float, default=30.0, show_default=True,
+              help="With --drift: the server's --retrain-every, in seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
-def bench_learn_cmd(data_path, train_fraction, contamination, threads, timeout_s, no_reference, as_json):
+def bench_learn_cmd(data_path, train_fraction, contamination, threads, timeout_s, no_reference, drift, retrain_every_s,
+                    as_json):
     """serve --learn over HTTP: stream the history, wait for `serving`, stream the test part; F1 beside
     `train small --normal-only` and the novelty rule on the same history, same run."""
     def work():
-        from logllm_plugin.benchmarks.learning import run_learning_bench
+        from logllm_plugin.benchmarks.learning import run_drift_bench, run_learning_bench
 
+        if drift:
+            result = run_drift_bench(data_path, train_fraction=train_fraction, threads=threads,
+                                     retrain_every_s=retrain_every_s, timeout_s=timeout_s,
+                                     progress=lambda m: click.echo(m, err=True))
+            click.echo(json.dumps(result))
+            return
         result = run_learning_bench(data_path, train_fraction=train_fraction, contamination=contamination,
                                     threads=threads, timeout_s=timeout_s, reference=not no_reference,
                                     progress=lambda m: click.echo(m, err=True))

@@ -251,7 +251,7 @@ class LearningConfig:
     holdout_fraction: float = 0.2  # most recent history kept out of training: half calibrates, half checks
     target_false_positive_rate: float = 0.02  # the threshold is raised until this share of it is flagged
     flag_rate_ceiling: float = 0.1  # a candidate flagging more of the held-out recent history is refused
-    min_injected_recall: float = 0.3  # ... or catching fewer injected anomalies than this (a model that flags nothing)
+    min_injected_recall: float = 0.15  # ... or catching fewer injected anomalies than this (a model that flags nothing)
     high_confidence: float = 0.99  # retrain leaves out history the current model flags at this score ...
     new_normal_share: float = 0.05  # ... unless its unseen lines are this common (a release, not an incident)
     epochs: Optional[int] = 12  # training epochs for learned models (null: training.epochs)
@@ -269,8 +269,8 @@ class LearningConfig:
                 out.append(f"learning.{name} must be >= 1")
         if self.history_max_bytes < 1 << 16:
             out.append("learning.history_max_bytes must be at least 65536")
-        for name in ("holdout_fraction", "target_false_positive_rate", "flag_rate_ceiling", "min_injected_recall", "high_confidence",
-                     "new_normal_share"):
+        for name in ("holdout_fraction", "target_false_positive_rate", "flag_rate_ceiling", "min_injected_recall",
+                     "high_confidence", "new_normal_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 out.append(f"learning.{name} must be in 0..1")
         if self.retrain_every_s < 0 or self.poll_s <= 0 or self.feedback_ttl_s <= 0:

@@ -215,3 +215,69 @@ def _reference(history: list[LogSequence], test: list[LogSequence], labels: list
     detector = Detector.load(out)
     verdicts = detector.detect([s.lines for s in test])
     return {**prf(labels, [int(v.label == "anomalous") for v in verdicts]), "train_s": seconds}
+
+
+# -- drift: a release brings new line types -------------------------------------------------------------
+RELEASE_LINE = "feature flags reloaded from config service (release 2.0)"
+
+
+def released(lines: Sequence[str], changed: set[str], masker, n: int) -> list[str]:
+    """The same sequence as the next release logs it: some line types reworded, a new line in half."""
+    out = [f"{line} [build 2.0]" if masker.mask(line) in changed else line for line in lines]
+    if n % 2 == 0:
+        out.insert(min(1, len(out)), RELEASE_LINE)
+    return out
+
+
+def run_drift_bench(data_path: str, *, train_fraction: float = 0.7, threads: Optional[int] = 1,
+                    retrain_every_s: float = 30.0, timeout_s: float = 1800, changed_types: int = 3,
+                    progress: Callable[[str], None] = lambda m: None) -> dict:
+    """Phase 1: learn, measure. Phase 2 (a release): measure with the old model, stream the new
+    traffic, wait for the scheduled retrain, measure again."""
+    from collections import Counter
+
+    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.templates import TemplateStore
+
+    sequences, _ = load_sequences(data_path)
+    train, test, protocol = split_parts(sequences, train_fraction)
+    test = [s for s in test if s.label is not None]
+    history = [s for s in train if s.label == 0]
+    masker = TemplateStore()
+    common = Counter(masker.mask(line) for s in history for line in s.lines)
+    changed = {text for text, _ in common.most_common(changed_types)}
+    after = [released(s.lines, changed, masker, n) for n, s in enumerate(history)]
+    test_after = [released(s.lines, changed, masker, n) for n, s in enumerate(test)]
+    labels = [int(s.label) for s in test]
+    result = {"data": data_path, "split": protocol, "history": len(history), "test": len(test),
+              "changed_line_types": changed_types, "retrain_every_s": retrain_every_s}
+    env = {"LOGLLM_LEARNING__MIN_NEW_SEQUENCES": str(len(after))}
+    with tempfile.TemporaryDirectory(prefix="logllm-drift-bench-") as tmp:
+        server = LearningServer(Path(tmp) / "learn", len(history), threads, ["--retrain-every", f"{retrain_every_s}s"],
+                                log_path=Path(tmp) / "serve.log", env=env)
+        try:
+            server.detect([s.lines for s in history])
+            first = server.wait_for(lambda m: m["state"] == "serving", timeout_s)["version"]
+
+            def measured(batch) -> dict:
+                verdicts = server.detect(batch)
+                return {**prf(labels, [int(v["label"] == "anomalous") for v in verdicts]),
+                        "model_version": verdicts[0]["model_version"] if verdicts else ""}
+
+            result["phase1"] = measured([s.lines for s in test])
+            progress(f"phase 1 on {first}: {result['phase1']}")
+            result["phase2_before_retrain"] = measured(test_after)
+            progress(f"release, old model: {result['phase2_before_retrain']}")
+            server.detect(after)
+            started = time.monotonic()
+            state = server.wait_for(lambda m: m["version"] != first and not m["training"], timeout_s)
+            result["retrain_s"] = round(time.monotonic() - started, 1)
+            result["retrain"] = state.get("last_training")
+            result["phase2_after_retrain"] = measured(test_after)
+            progress(f"release, retrained {state['version']}: {result['phase2_after_retrain']}")
+        finally:
+            server.stop()
+    base = result["phase1"]["false_positive_rate"] or 0.0
+    after_fpr = result["phase2_after_retrain"]["false_positive_rate"] or 0.0
+    result["fpr_ratio_after_retrain"] = round(after_fpr / base, 3) if base else None
+    return result

@@ -9,7 +9,10 @@ traffic whose normal varies a lot. Then, on the other half:
 * flag rate on the most recent held-out history stays under a ceiling: recent traffic is mostly
   healthy, so a model flagging much of it has not learned this normal;
 * injected anomalies (copies of held-out sequences with a step dropped, repeated, swapped or a
-  foreign line) are caught at least at a floor: a model that flags nothing passes the first check;
+  foreign line) are caught at least at a floor, and at least twice as often as the held-out normal
+  sequences are flagged: a model that flags nothing passes the first check, one that flags at
+  random fails this one. The floor is low on purpose: where normal flows vary, a dropped or
+  swapped step often is a normal flow, so no model catches all injected copies;
 * against the serving model, on the same held-out history: no regression on either figure.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from trainers.injection import inject_anomalies
 from logllm_plugin.records import LogSequence
 
 REGRESSION_TOLERANCE = 0.02
+MIN_LIFT = 2.0  # injected anomalies flagged at least this many times as often as held-out normal ones
 
 
 @dataclass
@@ -70,6 +74,9 @@ def judge(candidate: CheckResult, current: Optional[CheckResult], flag_rate_ceil
         reasons.append(f"flags {candidate.flag_rate:.1%} of the recent held-out history (ceiling {flag_rate_ceiling:.0%})")
     if candidate.injected_recall < min_injected_recall:
         reasons.append(f"catches {candidate.injected_recall:.1%} of injected anomalies (floor {min_injected_recall:.0%})")
+    elif candidate.injected_recall < MIN_LIFT * candidate.flag_rate:
+        reasons.append(f"flags injected anomalies ({candidate.injected_recall:.1%}) hardly more often than normal "
+                       f"sequences ({candidate.flag_rate:.1%})")
     if current is not None:
         if candidate.flag_rate > current.flag_rate + REGRESSION_TOLERANCE:
             reasons.append(f"flags more than the serving model ({candidate.flag_rate:.1%} vs {current.flag_rate:.1%})")
