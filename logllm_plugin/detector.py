@@ -120,6 +120,11 @@ class Detector:
         # thread at every detect: OpenMP keeps the setting per thread, and servers and bridges
         # call the model from worker threads of their own.
         self.threads: Optional[int] = None
+        # Label-free models add a novelty scorer (trainers.novelty, saved as novelty.json): the
+        # sequence score is the higher of the model's (shifted so its own cut lands on 0.5) and
+        # the novelty score (0.5 its cut). None for models trained with labels and older dirs.
+        self.novelty = None
+        self.model_threshold: Optional[float] = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -153,6 +158,15 @@ class Detector:
         settings = DetectorSettings(threshold=float(meta["threshold"]), model_version=version)
         detector = cls(model, store, encoder, settings, torch_device)
         detector.model_dir = path
+        combine = meta.get("novelty")
+        if combine:
+            from logllm_plugin.novelty import NoveltyScorer
+
+            try:
+                detector.novelty = NoveltyScorer.from_dict(read_json(path / combine["file"]))
+                detector.model_threshold = float(combine["model_threshold"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelDirError(f"{path}: novelty table unusable: {exc}") from None
         return detector
 
     def store_ids(self, lines: Sequence[str]) -> np.ndarray:
@@ -258,9 +272,14 @@ class Detector:
         novel = novel_template_counts(batch)
         scored = self.score_batch(batch)
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
+        novelty_evidence: dict[int, list[int]] = {}
+        if self.novelty is not None:
+            scores, novelty_evidence = self._with_novelty(batch, scored)
         anomalous = {n: (logit, start, end) for n, (logit, _, start, end) in enumerate(scored)
-                     if scores[n] >= self.settings.threshold}
+                     if scores[n] >= self.settings.threshold and n not in novelty_evidence}
         evidence = self._evidence_all(batch, anomalous)
+        evidence.update(novelty_evidence)
+        anomalous.update({n: None for n in novelty_evidence})
         return [
             Judgement(
                 label="anomalous" if n in anomalous else "normal",
@@ -271,6 +290,21 @@ class Detector:
             )
             for n, (_, cat_logits, _, _) in enumerate(scored)
         ]
+
+    def _with_novelty(self, batch: FeaturizedBatch, scored) -> tuple[list[float], dict[int, list[int]]]:
+        """Scores as the higher of model and novelty, and the evidence of sequences novelty decided."""
+        shift = float(np.log(self.model_threshold / (1.0 - self.model_threshold)))
+        masked = [batch.masked_lines(n) for n in range(len(batch.sequences))]
+        # unseen lines went through the encoder with the batch, known ones sit in its saved cache
+        self.novelty.distances([t for s in masked for t in s], self.encoder.encode)
+        scores, decided = [], {}
+        for n, (logit, _, _, _) in enumerate(scored):
+            model_score = float(sigmoid(np.array(logit - shift)))
+            novelty_score, positions = self.novelty.score(masked[n])
+            if novelty_score >= max(model_score, self.settings.threshold):
+                decided[n] = positions
+            scores.append(max(model_score, novelty_score))
+        return scores, decided
 
     def _category(self, cat_logits: np.ndarray, anomalous: bool) -> str:
         if not anomalous:
