@@ -99,6 +99,23 @@ def line_groups(rows: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(inverse == g) for g in np.argsort(first, kind="stable")]
 
 
+@dataclass
+class CountGate:
+    """Logistic regression on template counts (the baseline saved with the model) as a gate:
+    `max` scores max(model, counts), `count` the counts alone (0.5 the cut of both)."""
+
+    mode: str
+    coef: np.ndarray
+    intercept: float
+
+    def score(self, template_ids: np.ndarray) -> tuple[float, list[int]]:
+        ids = np.clip(template_ids, 0, len(self.coef) - 1)
+        logit = float(np.bincount(ids, minlength=len(self.coef)) @ self.coef + self.intercept)
+        weights = self.coef[ids]
+        top = [int(i) for i in np.argsort(-weights, kind="stable")[:MAX_EVIDENCE] if weights[i] > 0]
+        return float(sigmoid(np.array(logit))), sorted(top)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -125,6 +142,8 @@ class Detector:
         # the novelty score (0.5 its cut). None for models trained with labels and older dirs.
         self.novelty = None
         self.model_threshold: Optional[float] = None
+        # Supervised models whose validation favoured the template-count view keep it as a gate.
+        self.count_gate: Optional[CountGate] = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -158,6 +177,15 @@ class Detector:
         settings = DetectorSettings(threshold=float(meta["threshold"]), model_version=version)
         detector = cls(model, store, encoder, settings, torch_device)
         detector.model_dir = path
+        gate = meta.get("count_gate")
+        if gate:
+            try:
+                data = read_json(path / gate["file"])
+                detector.count_gate = CountGate(gate["mode"], np.asarray(data["coef"], dtype=np.float64),
+                                                float(data["intercept"]))
+                detector.model_threshold = float(gate["model_threshold"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelDirError(f"{path}: count gate unusable: {exc}") from None
         combine = meta.get("novelty")
         if combine:
             from logllm_plugin.novelty import NoveltyScorer
@@ -273,7 +301,7 @@ class Detector:
         scored = self.score_batch(batch)
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
         novelty_evidence: dict[int, list[int]] = {}
-        if self.novelty is not None:
+        if self.novelty is not None or self.count_gate is not None:
             scores, novelty_evidence = self._with_novelty(batch, scored)
         anomalous = {n: (logit, start, end) for n, (logit, _, start, end) in enumerate(scored)
                      if scores[n] >= self.settings.threshold and n not in novelty_evidence}
@@ -292,18 +320,30 @@ class Detector:
         ]
 
     def _with_novelty(self, batch: FeaturizedBatch, scored) -> tuple[list[float], dict[int, list[int]]]:
-        """Scores as the higher of model and novelty, and the evidence of sequences novelty decided."""
+        """Scores as the highest of the model's (shifted so its cut lands on 0.5), the novelty
+        score and the count gate's, and the evidence of the sequences the latter two decided."""
         shift = float(np.log(self.model_threshold / (1.0 - self.model_threshold)))
         masked = [batch.masked_lines(n) for n in range(len(batch.sequences))]
-        # unseen lines went through the encoder with the batch, known ones sit in its saved cache
-        self.novelty.distances([t for s in masked for t in s], self.encoder.encode)
+        if self.novelty is not None:
+            # unseen lines went through the encoder with the batch, known ones sit in its saved cache
+            self.novelty.distances([t for s in masked for t in s], self.encoder.encode)
         scores, decided = [], {}
         for n, (logit, _, _, _) in enumerate(scored):
             model_score = float(sigmoid(np.array(logit - shift)))
-            novelty_score, positions = self.novelty.score(masked[n])
-            if novelty_score >= max(model_score, self.settings.threshold):
-                decided[n] = positions
-            scores.append(max(model_score, novelty_score))
+            if self.count_gate is not None and self.count_gate.mode == "count":
+                model_score = 0.0  # the gate found the count view better than the model on validation
+            best = model_score
+            if self.novelty is not None:
+                novelty_score, positions = self.novelty.score(masked[n])
+                if novelty_score >= max(best, self.settings.threshold):
+                    decided[n] = positions
+                best = max(best, novelty_score)
+            if self.count_gate is not None:
+                count_score, positions = self.count_gate.score(batch.sequences[n].template_ids)
+                if count_score >= max(best, self.settings.threshold) and count_score > model_score:
+                    decided[n] = positions
+                best = max(best, count_score)
+            scores.append(best)
         return scores, decided
 
     def _category(self, cat_logits: np.ndarray, anomalous: bool) -> str:

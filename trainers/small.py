@@ -270,6 +270,13 @@ def train_small(
         base_scores = baseline.predict_proba([f.template_ids for f in valid_batch.sequences])
         metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
     metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
+    gate = None
+    if not normal_only and valid_batch and threshold_source == "validation":
+        gate, metrics["count_gate"] = choose_count_gate(threshold_scores, threshold, base_scores, valid_labels)
+        if gate:
+            metrics["valid_model_only"] = metrics["valid"]
+            metrics["valid"] = metrics["count_gate"][gate]
+            model_threshold, threshold = threshold, 0.5
     if normal_only:
         metrics["model_threshold"] = model_threshold
         if combined is not None:
@@ -299,6 +306,7 @@ def train_small(
         "training": plugin["training"],
         # label-free models score as max(model, novelty); supervised ones keep the table for eval's rule
         **({"novelty": {"file": NOVELTY_FILE, "model_threshold": model_threshold}} if normal_only else {}),
+        **({"count_gate": {"mode": gate, "file": "baseline.json", "model_threshold": model_threshold}} if gate else {}),
     })
     return TrainOutcome(out, metrics)
 
@@ -362,3 +370,20 @@ def check_not_degenerate(m: dict, labels) -> None:
                                 "varied for a label-free cut (give more history, or labels)")
     if m["tp"] == 0 and m["anomalies"]:
         logger.warning("the label-free detector catches none of the injected anomalies in validation")
+
+
+def choose_count_gate(model_scores, model_threshold: float, count_scores, labels) -> tuple[Optional[str], dict]:
+    """Model alone, counts alone (`count`) or the higher of both (`max`), by validation F1.
+
+    On session-style data (a key per workflow, order mostly fixed) a logistic regression on
+    template counts can edge out the sequence model; the gate keeps whichever validation favours,
+    the model on ties, so supervised training never ends below its own count baseline there.
+    """
+    shift = np.log(model_threshold / (1.0 - model_threshold))
+    p = np.clip(np.asarray(model_scores, dtype=float), 1e-12, 1 - 1e-12)
+    shifted = sigmoid(np.log(p / (1 - p)) - shift)
+    options = {"model": binary_metrics(labels, model_scores, model_threshold),
+               "max": binary_metrics(labels, np.maximum(shifted, count_scores), 0.5),
+               "count": binary_metrics(labels, count_scores, 0.5)}
+    best = max(options, key=lambda k: (options[k]["f1"], k == "model", k == "max"))
+    return (None if best == "model" else best), {**options, "chosen": best}

@@ -101,3 +101,15 @@ def test_label_free_training_does_not_collapse_when_history_holds_three_percent_
     assert 0.0 < ours["precision"] and 0 < ours["tp"] + ours["fp"] < ours["n"], ours  # neither nothing nor all
     assert ours["fp"] <= 0.1 * (ours["n"] - ours["anomalies"]), ours
     assert ours["f1"] >= rule["f1"], (ours, rule)
+
+
+def test_count_gate_keeps_the_model_unless_validation_favours_the_count_view():
+    from trainers.small import choose_count_gate
+
+    labels = [0] * 8 + [1] * 4
+    counts = np.array([0.1] * 8 + [0.9] * 4)  # the count view separates validation perfectly
+    weak_model = np.array([0.2] * 6 + [0.7] * 2 + [0.8, 0.8, 0.3, 0.3])
+    gate, options = choose_count_gate(weak_model, 0.5, counts, labels)
+    assert gate in ("count", "max") and options[gate]["f1"] == 1.0 > options["model"]["f1"]
+    strong_model = np.array([0.1] * 8 + [0.9] * 4)
+    assert choose_count_gate(strong_model, 0.5, counts, labels)[0] is None  # ties keep the model
