@@ -192,6 +192,11 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
         if baseline_scores is not None:
             result["baseline"] = binary_metrics(labels, baseline_scores, 0.5)
             result["baseline"]["kind"] = "logistic regression on template counts (trained with the model)"
+        novelty_scores = detector_novelty_rule_scores(detector, labeled)
+        if novelty_scores is not None:
+            result["baseline_novelty"] = binary_metrics(labels, novelty_scores, 0.5)
+            result["baseline_novelty"]["kind"] = ("novelty rule: a masked line or a consecutive pair of them never "
+                                                  "seen in the normal training history (label-free)")
         evidence = evidence_metrics(labeled, verdicts)
         if evidence is not None:
             result["evidence"] = evidence
@@ -220,10 +225,24 @@ def detector_baseline_scores(detector, sequences):
     return baseline.predict_proba(ids)
 
 
+def detector_novelty_rule_scores(detector, sequences):
+    """The label-free novelty rule's 0/1 scores from the model's history table, or None for
+    models saved without one (before the table existed)."""
+    from logllm_plugin.artifacts import read_json
+    from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyRule
+
+    path = getattr(detector, "model_dir", None)
+    if path is None or not (Path(path) / NOVELTY_FILE).is_file():
+        return None
+    rule = NoveltyRule(HistoryTable.from_dict(read_json(Path(path) / NOVELTY_FILE)["table"]))
+    return rule.predict([[detector.store.mask(line) for line in s.lines] for s in sequences])
+
+
 def _print_metrics(m: dict) -> None:
     click.echo(f"sequences {m['n']} (anomalous {m['anomalies']}), threshold {m['threshold']:.4f}")
     click.echo(f"{'':10} {'precision':>9} {'recall':>7} {'f1':>7} {'accuracy':>8} {'pr_auc':>7}")
-    rows = [("logllm", m)] + ([("baseline", m["baseline"])] if "baseline" in m else [])
+    rows = [("logllm", m)] + ([("baseline", m["baseline"])] if "baseline" in m else []) \
+        + ([("novelty", m["baseline_novelty"])] if "baseline_novelty" in m else [])
     for name, r in rows:
         pr = "-" if r["pr_auc"] is None else f"{r['pr_auc']:.4f}"
         click.echo(f"{name:10} {r['precision']:9.4f} {r['recall']:7.4f} {r['f1']:7.4f} {r['accuracy']:8.4f} {pr:>7}")

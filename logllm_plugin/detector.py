@@ -99,6 +99,23 @@ def line_groups(rows: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(inverse == g) for g in np.argsort(first, kind="stable")]
 
 
+@dataclass
+class CountGate:
+    """Logistic regression on template counts (the baseline saved with the model) as a gate:
+    `max` scores max(model, counts), `count` the counts alone (0.5 the cut of both)."""
+
+    mode: str
+    coef: np.ndarray
+    intercept: float
+
+    def score(self, template_ids: np.ndarray) -> tuple[float, list[int]]:
+        ids = np.clip(template_ids, 0, len(self.coef) - 1)
+        logit = float(np.bincount(ids, minlength=len(self.coef)) @ self.coef + self.intercept)
+        weights = self.coef[ids]
+        top = [int(i) for i in np.argsort(-weights, kind="stable")[:MAX_EVIDENCE] if weights[i] > 0]
+        return float(sigmoid(np.array(logit))), sorted(top)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -120,6 +137,13 @@ class Detector:
         # thread at every detect: OpenMP keeps the setting per thread, and servers and bridges
         # call the model from worker threads of their own.
         self.threads: Optional[int] = None
+        # Label-free models add a novelty scorer (trainers.novelty, saved as novelty.json): the
+        # sequence score is the higher of the model's (shifted so its own cut lands on 0.5) and
+        # the novelty score (0.5 its cut). None for models trained with labels and older dirs.
+        self.novelty = None
+        self.model_threshold: Optional[float] = None
+        # Supervised models whose validation favoured the template-count view keep it as a gate.
+        self.count_gate: Optional[CountGate] = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -153,6 +177,24 @@ class Detector:
         settings = DetectorSettings(threshold=float(meta["threshold"]), model_version=version)
         detector = cls(model, store, encoder, settings, torch_device)
         detector.model_dir = path
+        gate = meta.get("count_gate")
+        if gate:
+            try:
+                data = read_json(path / gate["file"])
+                detector.count_gate = CountGate(gate["mode"], np.asarray(data["coef"], dtype=np.float64),
+                                                float(data["intercept"]))
+                detector.model_threshold = float(gate["model_threshold"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelDirError(f"{path}: count gate unusable: {exc}") from None
+        combine = meta.get("novelty")
+        if combine:
+            from logllm_plugin.novelty import NoveltyScorer
+
+            try:
+                detector.novelty = NoveltyScorer.from_dict(read_json(path / combine["file"]))
+                detector.model_threshold = float(combine["model_threshold"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelDirError(f"{path}: novelty table unusable: {exc}") from None
         return detector
 
     def warm_up(self, lines: Sequence[str]) -> None:
@@ -264,9 +306,14 @@ class Detector:
         familiar = familiarity(batch)
         scored = self.score_batch(batch)
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
+        novelty_evidence: dict[int, list[int]] = {}
+        if self.novelty is not None or self.count_gate is not None:
+            scores, novelty_evidence = self._with_novelty(batch, scored)
         anomalous = {n: (logit, start, end) for n, (logit, _, start, end) in enumerate(scored)
-                     if scores[n] >= self.settings.threshold}
+                     if scores[n] >= self.settings.threshold and n not in novelty_evidence}
         evidence = self._evidence_all(batch, anomalous)
+        evidence.update(novelty_evidence)
+        anomalous.update({n: None for n in novelty_evidence})
         return [
             Judgement(
                 label="anomalous" if n in anomalous else "normal",
@@ -278,6 +325,33 @@ class Detector:
             )
             for n, (_, cat_logits, _, _) in enumerate(scored)
         ]
+
+    def _with_novelty(self, batch: FeaturizedBatch, scored) -> tuple[list[float], dict[int, list[int]]]:
+        """Scores as the highest of the model's (shifted so its cut lands on 0.5), the novelty
+        score and the count gate's, and the evidence of the sequences the latter two decided."""
+        shift = float(np.log(self.model_threshold / (1.0 - self.model_threshold)))
+        masked = [batch.masked_lines(n) for n in range(len(batch.sequences))]
+        if self.novelty is not None:
+            # unseen lines went through the encoder with the batch, known ones sit in its saved cache
+            self.novelty.distances([t for s in masked for t in s], self.encoder.encode)
+        scores, decided = [], {}
+        for n, (logit, _, _, _) in enumerate(scored):
+            model_score = float(sigmoid(np.array(logit - shift)))
+            if self.count_gate is not None and self.count_gate.mode == "count":
+                model_score = 0.0  # the gate found the count view better than the model on validation
+            best = model_score
+            if self.novelty is not None:
+                novelty_score, positions = self.novelty.score(masked[n])
+                if novelty_score >= max(best, self.settings.threshold):
+                    decided[n] = positions
+                best = max(best, novelty_score)
+            if self.count_gate is not None:
+                count_score, positions = self.count_gate.score(batch.sequences[n].template_ids)
+                if count_score >= max(best, self.settings.threshold) and count_score > model_score:
+                    decided[n] = positions
+                best = max(best, count_score)
+            scores.append(best)
+        return scores, decided
 
     def _category(self, cat_logits: np.ndarray, anomalous: bool) -> str:
         if not anomalous:

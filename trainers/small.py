@@ -27,10 +27,16 @@ from logllm_plugin.templates import TemplateStore
 from trainers.baseline import TemplateCountBaseline
 from trainers.evaluation import best_f1_threshold, binary_metrics
 from trainers.injection import inject_anomalies
+from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DROPOUT = 0.05  # share of training lines shown as "novel" so the novel signal is learned
+# --normal-only: the share of held-out normal history the model alone may flag. Its threshold is
+# the higher of this quantile and the best F1 on injected anomalies, so a model that learned the
+# injections but not the system cannot flood users with false alarms.
+TARGET_FPR = 0.02
+MIN_NORMAL_HISTORY = 10  # fewer normal sequences cannot tell normal variation from novelty
 
 
 class TrainingDataError(ValueError):
@@ -158,6 +164,7 @@ def train_small(
 
     tc = config.training
     seed_everything(tc.seed)
+    normal_seqs = normal_history(train, valid, normal_only)
     train, valid = prepare_labels(train, valid, config, normal_only)
 
     store = TemplateStore(config.templates)
@@ -245,6 +252,11 @@ def train_small(
         threshold_labels = [s.label for s in train]
         threshold_scores = _score(model, train_batch)
     threshold = best_f1_threshold(threshold_labels, threshold_scores)
+    novelty = fit_novelty(store, encoder, normal_seqs, normal_only)
+    if normal_only:
+        model_threshold = normal_fpr_threshold(threshold, valid, threshold_scores, threshold_labels)
+        combined = combined_scores(novelty, model_threshold, threshold_scores, [list(s.lines) for s in valid], store,
+                                   encoder) if threshold_source == "validation" else None
 
     baseline = TemplateCountBaseline(store.vocab_size).fit([f.template_ids for f in train_batch.sequences],
                                                            [s.label for s in train], seed=tc.seed)
@@ -257,6 +269,21 @@ def train_small(
     if valid_batch:
         base_scores = baseline.predict_proba([f.template_ids for f in valid_batch.sequences])
         metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
+    metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
+    gate = None
+    if not normal_only and valid_batch and threshold_source == "validation":
+        gate, metrics["count_gate"] = choose_count_gate(threshold_scores, threshold, base_scores, valid_labels)
+        if gate:
+            metrics["valid_model_only"] = metrics["valid"]
+            metrics["valid"] = metrics["count_gate"][gate]
+            model_threshold, threshold = threshold, 0.5
+    if normal_only:
+        metrics["model_threshold"] = model_threshold
+        if combined is not None:
+            metrics["valid_model_only"] = metrics["valid"]
+            metrics["valid"] = binary_metrics(threshold_labels, combined, 0.5)
+            check_not_degenerate(metrics["valid"], threshold_labels)
+        threshold = 0.5
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -266,6 +293,7 @@ def train_small(
     encoder.save_cache(out)
     write_json(out / "baseline.json", baseline.to_dict())
     write_json(out / "metrics.json", metrics)
+    write_json(out / NOVELTY_FILE, novelty.to_dict())
     plugin = config_to_dict(config)
     write_json(out / DETECTOR_FILE, {
         "format_version": 1,
@@ -276,5 +304,86 @@ def train_small(
         "encoder": plugin["encoder"],
         "sequencer": plugin["sequencer"],
         "training": plugin["training"],
+        # label-free models score as max(model, novelty); supervised ones keep the table for eval's rule
+        **({"novelty": {"file": NOVELTY_FILE, "model_threshold": model_threshold}} if normal_only else {}),
+        **({"count_gate": {"mode": gate, "file": "baseline.json", "model_threshold": model_threshold}} if gate else {}),
     })
     return TrainOutcome(out, metrics)
+
+
+def normal_history(train: list[LogSequence], valid: Optional[list[LogSequence]], normal_only: bool) -> list[LogSequence]:
+    """The sequences the novelty table learns from: all of the input for --normal-only (it is
+    history treated as normal, a few unlabeled anomalies included), else the normal-labeled ones."""
+    pool = list(train) + [s for s in (valid or []) if s.label == 0]
+    history = pool if normal_only else [s for s in pool if s.label == 0]
+    if normal_only and len(history) < MIN_NORMAL_HISTORY:
+        raise TrainingDataError(
+            f"--normal-only needs at least {MIN_NORMAL_HISTORY} sequences of normal history, got {len(history)}: "
+            "with fewer, normal variation cannot be told from novelty (collect more history first)")
+    return history
+
+
+def fit_novelty(store: TemplateStore, encoder: LineEncoder, history: list[LogSequence],
+                calibrated: bool) -> NoveltyScorer:
+    """The history table (every model keeps one for eval's novelty rule) and, for label-free
+    models, the cuts calibrated on held-out folds of the same history."""
+    masked = [[store.mask(line) for line in s.lines] for s in history]
+    table = HistoryTable.fit(masked)
+    if not calibrated:
+        from trainers.novelty import Calibration
+
+        return NoveltyScorer(table, Calibration(measured={"note": "not calibrated (supervised model)"}))
+    variants: dict[int, set[str]] = {}
+    for s in history:
+        for line in s.lines:
+            match = store.lookup(line)
+            variants.setdefault(match.template_id, set()).add(match.text)
+    return NoveltyScorer(table, calibrate(masked, encoder.encode, list(variants.values()), TARGET_FPR))
+
+
+def normal_fpr_threshold(f1_threshold: float, valid: list[LogSequence], scores, labels) -> float:
+    """The model's own cut: never below the (1 - TARGET_FPR) quantile of its scores on held-out
+    normal sequences (the genuine ones, not injected copies)."""
+    normal = [float(x) for x, y in zip(scores, labels) if y == 0] \
+        if valid and len(valid) == len(scores) else []
+    if not normal:
+        return float(f1_threshold)
+    cut = float(np.quantile(normal, 1.0 - TARGET_FPR))
+    return float(min(max(f1_threshold, np.nextafter(cut, 1.0)), 1.0 - 1e-9))
+
+
+def combined_scores(novelty: NoveltyScorer, model_threshold: float, model_scores, sequences, store: TemplateStore,
+                    encoder: LineEncoder) -> np.ndarray:
+    """Validation scores as the detector will compute them: max(shifted model score, novelty)."""
+    shift = np.log(model_threshold / (1.0 - model_threshold))
+    p = np.clip(np.asarray(model_scores, dtype=float), 1e-12, 1 - 1e-12)
+    shifted = sigmoid(np.log(p / (1 - p)) - shift)
+    masked = [[store.mask(line) for line in lines] for lines in sequences]
+    return np.maximum(shifted, novelty.score_all(masked, encoder.encode))
+
+
+def check_not_degenerate(m: dict, labels) -> None:
+    """A label-free cut that flags every held-out sequence, or none of the injected anomalies, is a
+    model users cannot use: say so at training time rather than in production."""
+    if m["tn"] == 0 and m["n"] > m["anomalies"]:
+        raise TrainingDataError("the calibrated detector flags every held-out normal sequence: the history is too "
+                                "varied for a label-free cut (give more history, or labels)")
+    if m["tp"] == 0 and m["anomalies"]:
+        logger.warning("the label-free detector catches none of the injected anomalies in validation")
+
+
+def choose_count_gate(model_scores, model_threshold: float, count_scores, labels) -> tuple[Optional[str], dict]:
+    """Model alone, counts alone (`count`) or the higher of both (`max`), by validation F1.
+
+    On session-style data (a key per workflow, order mostly fixed) a logistic regression on
+    template counts can edge out the sequence model; the gate keeps whichever validation favours,
+    the model on ties, so supervised training never ends below its own count baseline there.
+    """
+    shift = np.log(model_threshold / (1.0 - model_threshold))
+    p = np.clip(np.asarray(model_scores, dtype=float), 1e-12, 1 - 1e-12)
+    shifted = sigmoid(np.log(p / (1 - p)) - shift)
+    options = {"model": binary_metrics(labels, model_scores, model_threshold),
+               "max": binary_metrics(labels, np.maximum(shifted, count_scores), 0.5),
+               "count": binary_metrics(labels, count_scores, 0.5)}
+    best = max(options, key=lambda k: (options[k]["f1"], k == "model", k == "max"))
+    return (None if best == "model" else best), {**options, "chosen": best}

@@ -1,0 +1,115 @@
+"""Label-free detection: the novelty table and rule, its calibration, and `train small --normal-only`
+beside the novelty rule on workflows whose anomalies live in order and counts."""
+import random
+
+import numpy as np
+
+from logllm_plugin.detector import Detector
+from logllm_plugin.novelty import NoveltyScorer
+from logllm_plugin.records import LogSequence
+from tests.conftest import tiny_config
+from trainers.evaluation import binary_metrics
+from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyRule, calibrate
+from trainers.small import train_small
+
+
+def hashed_embed(texts):
+    """Unit vectors that differ per text (no encoder needed for the table tests)."""
+    rows = []
+    for t in texts:
+        v = np.random.default_rng(abs(hash(t)) % (2**32)).normal(size=16)
+        rows.append(v / np.linalg.norm(v))
+    return np.array(rows)
+
+
+def test_history_table_names_unseen_lines_pairs_and_counts_and_round_trips():
+    table = HistoryTable.fit([["a", "b", "c"], ["a", "b", "b", "c"]])
+    assert table.unseen_lines(["a", "x", "c"]) == [1]
+    assert table.unseen_pairs(["a", "c"]) == [1]  # both known, never consecutive
+    assert table.excess_counts(["a", "b", "b", "b"]) == [1, 2, 3]  # b at most twice in history
+    again = HistoryTable.from_dict(table.to_dict())
+    assert (again.support, again.max_count, again.pairs) == (table.support, table.max_count, table.pairs)
+    rule = NoveltyRule(again)
+    assert rule.predict([["a", "b", "c"], ["a", "c"], ["z"]]).tolist() == [0.0, 1.0, 1.0]
+
+
+def test_calibration_keeps_transitions_for_fixed_workflows_and_drops_them_for_interleaved_logs():
+    rng = random.Random(0)
+    fixed = [["start", "work", "stop"] for _ in range(200)]
+    words = [f"event{i}" for i in range(40)]
+    interleaved = [rng.sample(words, 10) for _ in range(200)]  # every window a new order
+    assert calibrate(fixed, hashed_embed).use_pairs
+    loose = calibrate(interleaved, hashed_embed)
+    assert not loose.use_pairs and loose.measured["pair_rate"] > 0.5
+
+
+STEPS = ["order {id} received", "payment for order {id} authorized", "stock reserved for order {id}",
+         "invoice {id} generated", "shipment for order {id} scheduled", "order {id} closed"]
+RETRY = "payment gateway busy, retry {n} for order {id}"
+
+
+def workflow(rng: random.Random, kind: str) -> list[str]:
+    oid = rng.randint(1000, 9999)
+    steps = list(STEPS)
+    if kind == "swapped":
+        i = rng.randrange(len(steps) - 1)
+        steps[i], steps[i + 1] = steps[i + 1], steps[i]
+    lines = [s.format(id=oid) for s in steps]
+    # normal payments retry 0-2 times; a retry storm (an order/count anomaly, no new line or pair) 6-9
+    retries = rng.randint(6, 9) if kind == "storm" else rng.choice([0, 0, 1, 2])
+    lines[2:2] = [RETRY.format(n=k + 1, id=oid) for k in range(retries)]
+    if kind == "foreign":
+        lines.insert(rng.randrange(1, len(lines)), f"ERROR ledger write failed for order {oid}")
+    return lines
+
+
+def make(n: int, anomaly_share: float, seed: int) -> list[LogSequence]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = rng.choice(["swapped", "storm", "storm", "foreign"]) if rng.random() < anomaly_share else "normal"
+        out.append(LogSequence(id=f"s{i}", lines=workflow(rng, kind), label=int(kind != "normal"), category=kind))
+    return out
+
+
+def _train_and_score(history, test, tmp_path):
+    train_small([LogSequence(id=s.id, lines=s.lines) for s in history], None, tiny_config(epochs=12, seed=0),
+                tmp_path / "m", normal_only=True)
+    detector = Detector.load(tmp_path / "m", device="cpu")
+    labels = [s.label for s in test]
+    ours = binary_metrics(labels, [v.score for v in detector.detect(test)], detector.settings.threshold)
+    table = NoveltyScorer.from_dict(__import__("json").loads((tmp_path / "m" / NOVELTY_FILE).read_text())).table
+    rule = binary_metrics(labels, NoveltyRule(table).predict(
+        [[detector.store.mask(x) for x in s.lines] for s in test]), 0.5)
+    return ours, rule
+
+
+def test_label_free_training_beats_the_novelty_rule_on_order_and_count_anomalies(tmp_path):
+    history = make(400, 0.0, seed=1)
+    test = make(300, 0.3, seed=2)
+    ours, rule = _train_and_score(history, test, tmp_path)
+    # the rule cannot see a retry storm: every line and every pair of it is in the history
+    assert rule["recall"] <= 0.6, rule
+    assert ours["f1"] >= rule["f1"] + 0.1 and ours["recall"] >= 0.8, (ours, rule)
+
+
+def test_label_free_training_does_not_collapse_when_history_holds_three_percent_anomalies(tmp_path):
+    history = make(400, 0.03, seed=3)
+    assert 0 < sum(s.label for s in history) < 25
+    test = make(300, 0.3, seed=4)
+    ours, rule = _train_and_score(history, test, tmp_path)
+    assert 0.0 < ours["precision"] and 0 < ours["tp"] + ours["fp"] < ours["n"], ours  # neither nothing nor all
+    assert ours["fp"] <= 0.1 * (ours["n"] - ours["anomalies"]), ours
+    assert ours["f1"] >= rule["f1"], (ours, rule)
+
+
+def test_count_gate_keeps_the_model_unless_validation_favours_the_count_view():
+    from trainers.small import choose_count_gate
+
+    labels = [0] * 8 + [1] * 4
+    counts = np.array([0.1] * 8 + [0.9] * 4)  # the count view separates validation perfectly
+    weak_model = np.array([0.2] * 6 + [0.7] * 2 + [0.8, 0.8, 0.3, 0.3])
+    gate, options = choose_count_gate(weak_model, 0.5, counts, labels)
+    assert gate in ("count", "max") and options[gate]["f1"] == 1.0 > options["model"]["f1"]
+    strong_model = np.array([0.1] * 8 + [0.9] * 4)
+    assert choose_count_gate(strong_model, 0.5, counts, labels)[0] is None  # ties keep the model
