@@ -13,7 +13,8 @@ traffic whose normal varies a lot. Then, on the other half:
   sequences are flagged: a model that flags nothing passes the first check, one that flags at
   random fails this one. The floor is low on purpose: where normal flows vary, a dropped or
   swapped step often is a normal flow, so no model catches all injected copies;
-* against the serving model, on the same held-out history: no regression on either figure.
+* against the serving model, on the same held-out history: no more flagged, and no worse
+  separation (injected anomalies caught minus normal sequences flagged).
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ class CheckResult:
     injected_sequences: int
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
+
+    @property
+    def separation(self) -> float:
+        """Injected anomalies caught minus normal sequences flagged (Youden's J on the held-out history)."""
+        return self.injected_recall - self.flag_rate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,9 +86,12 @@ def judge(candidate: CheckResult, current: Optional[CheckResult], flag_rate_ceil
     if current is not None:
         if candidate.flag_rate > current.flag_rate + REGRESSION_TOLERANCE:
             reasons.append(f"flags more than the serving model ({candidate.flag_rate:.1%} vs {current.flag_rate:.1%})")
-        if candidate.injected_recall < current.injected_recall - REGRESSION_TOLERANCE:
-            reasons.append(f"catches fewer injected anomalies than the serving model "
-                           f"({candidate.injected_recall:.1%} vs {current.injected_recall:.1%})")
+        # Recall alone would favour a serving model that flags everything after a release; what
+        # counts is how much more often injected anomalies are flagged than normal sequences.
+        if candidate.separation < current.separation - REGRESSION_TOLERANCE:
+            reasons.append(f"tells injected anomalies from normal sequences worse than the serving model (caught "
+                           f"{candidate.injected_recall:.1%} / flagged {candidate.flag_rate:.1%} vs "
+                           f"{current.injected_recall:.1%} / {current.flag_rate:.1%})")
     candidate.reasons = reasons
     candidate.passed = not reasons
     return candidate
