@@ -135,3 +135,66 @@ def test_bad_feedback_is_refused_naming_the_problem(tmp_path, sequences, label, 
     with pytest.raises(FeedbackError, match=problem):
         store.add(sequences, label)
     assert len(store) == 0
+
+
+# -- checks -------------------------------------------------------------------------------------------
+def _result(flag_rate, injected_recall):
+    from logllm_plugin.learning.checks import CheckResult
+
+    return CheckResult(flag_rate=flag_rate, injected_recall=injected_recall, holdout_sequences=100,
+                       injected_sequences=100)
+
+
+@pytest.mark.parametrize("candidate,current,passes,why", [
+    ((0.02, 0.60), None, True, ""),
+    ((0.00, 0.00), None, False, "catches 0.0% of injected anomalies"),  # collapsed: flags nothing
+    ((0.30, 0.90), None, False, "flags 30.0% of the recent held-out history"),
+    ((0.08, 0.12), None, False, "catches 12.0%"),
+    ((0.09, 0.16), None, False, "hardly more often than normal"),  # flags at random
+    # after a release the serving model flags half of all traffic: its recall is no standard
+    ((0.01, 0.54), (0.50, 0.82), True, ""),
+    ((0.02, 0.40), (0.02, 0.60), False, "worse than the serving model"),
+    ((0.06, 0.60), (0.02, 0.60), False, "flags more than the serving model"),
+])
+def test_a_candidate_must_catch_injected_anomalies_flag_little_and_not_regress(candidate, current, passes, why):
+    from logllm_plugin.learning.checks import judge
+
+    judged = judge(_result(*candidate), _result(*current) if current else None, flag_rate_ceiling=0.1,
+                   min_injected_recall=0.15)
+    assert judged.passed is passes, judged.reasons
+    assert why in "; ".join(judged.reasons)
+
+
+class _ScoresAsGiven:
+    """A detector whose score for a sequence is the number on its first line."""
+
+    def __init__(self, threshold):
+        from logllm_plugin.detector import DetectorSettings
+        from logllm_plugin.verdict_cache import VerdictCache
+
+        self.settings = DetectorSettings(threshold=threshold)
+        self.verdict_cache = VerdictCache(10)
+
+    def detect(self, sequences):
+        from logllm_plugin.records import Verdict
+
+        return [Verdict(id="", label="anomalous" if float(s[0]) >= self.settings.threshold else "normal",
+                        score=float(s[0]), category="", evidence=[], novel_templates=0) for s in sequences]
+
+
+def test_the_threshold_is_raised_until_the_target_share_of_recent_traffic_is_flagged():
+    from logllm_plugin.learning.checks import calibrate_threshold
+
+    detector = _ScoresAsGiven(threshold=0.3)
+    recent = [[str(x / 100)] for x in range(100)]  # scores 0.00 .. 0.99
+    info = calibrate_threshold(detector, recent, target_false_positive_rate=0.05)
+    flagged = sum(v.label == "anomalous" for v in detector.detect(recent))
+    assert flagged == 5 and info["trained_threshold"] == 0.3 and info["threshold"] > 0.94
+
+
+def test_calibration_never_lowers_the_trainers_threshold():
+    from logllm_plugin.learning.checks import calibrate_threshold
+
+    detector = _ScoresAsGiven(threshold=0.9)
+    calibrate_threshold(detector, [["0.1"], ["0.2"], ["0.3"]], target_false_positive_rate=0.05)
+    assert detector.settings.threshold == 0.9
