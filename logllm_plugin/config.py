@@ -252,7 +252,7 @@ class LearningConfig:
     target_false_positive_rate: float = 0.02  # the threshold is raised until this share of it is flagged
     flag_rate_ceiling: float = 0.1  # a candidate flagging more of the held-out recent history is refused
     min_injected_recall: float = 0.15  # ... or catching fewer injected anomalies than this (a model that flags nothing)
-    high_confidence: float = 0.99  # retrain leaves out history the current model flags at this score ...
+    high_confidence: float = 0.9  # retrain leaves out history the current model flags at this score ...
     new_normal_share: float = 0.05  # ... unless its unseen lines are this common (a release, not an incident)
     epochs: Optional[int] = 12  # training epochs for learned models (null: training.epochs)
     keep_versions: int = 5  # model versions kept in the store

@@ -251,18 +251,24 @@ def run_drift_bench(data_path: str, *, train_fraction: float = 0.7, threads: Opt
     labels = [int(s.label) for s in test]
     result = {"data": data_path, "split": protocol, "history": len(history), "test": len(test),
               "changed_line_types": changed_types, "retrain_every_s": retrain_every_s}
-    # The retrain falls due once the release's traffic is in: the measurement passes (phase 1, and
-    # phase 2 with the old model) are traffic too and count as new sequences.
-    env = {"LOGLLM_LEARNING__MIN_NEW_SEQUENCES": str(len(after) + 2 * len(test))}
+    # The retrain falls due once the release's traffic is in.
+    env = {"LOGLLM_LEARNING__MIN_NEW_SEQUENCES": str(len(after))}
     with tempfile.TemporaryDirectory(prefix="logllm-drift-bench-") as tmp:
         server = LearningServer(Path(tmp) / "learn", len(history), threads, ["--retrain-every", f"{retrain_every_s}s"],
                                 log_path=Path(tmp) / "serve.log", env=env)
+        follower = None
         try:
             server.detect([s.lines for s in history])
             first = server.wait_for(lambda m: m["state"] == "serving", timeout_s)["version"]
+            # Measured through a follower (same versions, no history): test sequences scored
+            # through the learner would become its training data.
+            follower = LearningServer(Path(tmp) / "learn", None, threads, mode="--follow",
+                                      log_path=Path(tmp) / "follow.log", env={"LOGLLM_LEARNING__POLL_S": "0.5"})
 
             def measured(batch) -> dict:
-                verdicts = server.detect(batch)
+                version = server.model()["version"]
+                follower.wait_for(lambda m: m["version"] == version, 60)
+                verdicts = follower.detect(batch)
                 return {**prf(labels, [int(v["label"] == "anomalous") for v in verdicts]),
                         "model_version": verdicts[0]["model_version"] if verdicts else ""}
 
@@ -280,6 +286,8 @@ def run_drift_bench(data_path: str, *, train_fraction: float = 0.7, threads: Opt
             progress(f"release, retrained {state['version']}: {result['phase2_after_retrain']}")
         finally:
             server.stop()
+            if follower is not None:
+                follower.stop()
     base = result["phase1"]["false_positive_rate"] or 0.0
     after_fpr = result["phase2_after_retrain"]["false_positive_rate"] or 0.0
     result["fpr_ratio_after_retrain"] = round(after_fpr / base, 3) if base else None

@@ -174,14 +174,23 @@ class LearningDetector(VersionedDetector):
         for matches in masked_of:
             share_of.update({m.text for m in matches if m.novel})
         common = {text for text, n in share_of.items() if n >= self.learning.new_normal_share * max(len(train), 1)}
-        out = set()
+        out, recheck = set(), {}
         for n, (verdict, matches) in enumerate(zip(verdicts, masked_of)):
             if verdict.label != "anomalous" or verdict.score < self.learning.high_confidence:
                 continue
             unknown = {m.text for m in matches if m.novel}
             if unknown and unknown <= common:
-                continue  # new lines that many sequences carry now: the new normal
+                # New lines that many sequences carry now are the new normal; whether the rest of
+                # the sequence is anomalous is asked of it without them.
+                rest = [line for line, m in zip(train[n], matches) if m.text not in common]
+                if rest:
+                    recheck[n] = rest
+                continue
             out.add(n)
+        if recheck:
+            again = current.detect(list(recheck.values()))
+            out.update(n for n, verdict in zip(recheck, again)
+                       if verdict.label == "anomalous" and verdict.score >= self.learning.high_confidence)
         return out
 
     def _train_and_check(self) -> dict:
