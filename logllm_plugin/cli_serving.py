@@ -27,6 +27,8 @@ def use_json_logs(level: int = logging.INFO) -> None:
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces).")
 @click.option("--port", type=int, help="gRPC port (default 50051; 0 picks a free one, logged at start).")
 @click.option("--http-port", type=int, help="Also serve HTTP/JSON (POST /v1/detect, /metrics) on this port.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Prometheus /metrics on this port without the token (on --http-port it needs the token).")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the bearer token callers must send.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM server certificate (chain).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
@@ -43,7 +45,7 @@ def use_json_logs(level: int = logging.INFO) -> None:
 @click.option("--llm", "llm_dir", help="Analyze with this local Qwen model directory (default: the knowledge base).")
 @click.option("--adapter", "adapter_dir", help="peft adapter for --llm.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
-def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cert, tls_key, tls_client_ca,
+def serve_cmd(model_dir, config_path, host, port, http_port, metrics_port, token_file, tls_cert, tls_key, tls_client_ca,
               max_batch, max_wait_ms, max_queue, device, dtype, grace_s, verdict_cache_size, threads, llm_dir,
               adapter_dir, log_format):
     """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP."""
@@ -54,7 +56,7 @@ def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cer
         from logllm_plugin.serving.server import InferenceServer
 
         overrides = {"server": {
-            "host": host, "port": port, "http_port": http_port, "token_file": token_file, "tls_cert": tls_cert,
+            "host": host, "port": port, "http_port": http_port, "metrics_port": metrics_port, "token_file": token_file, "tls_cert": tls_cert,
             "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
             "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
             "grace_s": grace_s, "verdict_cache_size": verdict_cache_size, "threads": threads},

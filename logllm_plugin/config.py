@@ -148,6 +148,9 @@ class ServerConfig:
     host: str = "127.0.0.1"  # 0.0.0.0 to accept connections from other machines
     port: int = 50051  # 0 picks a free port (logged at start)
     http_port: Optional[int] = None  # HTTP/JSON endpoint (POST /v1/detect, /metrics); off when unset
+    # Prometheus /metrics without the token, on its own listener (bind host: keep it internal);
+    # /metrics on http_port needs the token like every other path there. Off when unset.
+    metrics_port: Optional[int] = None
     # Dynamic batching: a batch closes at this many sequences or this long after its first request.
     max_batch_sequences: int = 64
     max_wait_ms: float = 5.0
@@ -176,7 +179,9 @@ class ServerConfig:
             out.append("server.verdict_cache_size must be >= 0")
         if self.threads is not None and self.threads < 1:
             out.append("server.threads must be >= 1 (or null for torch's default)")
-        for name in ("port",) + (("http_port",) if self.http_port is not None else ()):
+        for name in ("port", "http_port", "metrics_port"):
+            if getattr(self, name) is None:
+                continue
             if not 0 <= getattr(self, name) <= 65535:
                 out.append(f"server.{name} must be in 0..65535")
         for name in ("max_batch_sequences", "max_queue_sequences", "max_sequences_per_request",

@@ -153,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         timeout_s = gateway.core.config.default_deadline_s
         if self.headers.get("X-Timeout-S"):
             try:
-                timeout_s = float(self.headers["X-Timeout-S"])
+                timeout_s = gateway.core.timeout_for(float(self.headers["X-Timeout-S"]))
             except ValueError:
                 raise HttpError(400, "X-Timeout-S must be a number of seconds") from None
         try:
@@ -171,7 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(504, "deadline passed before the batch was scored") from None
         outs = gateway.core.finish(sequences, verdicts)
         return 200, {"verdicts": [verdict_json(o) for o in outs],
-                     "model_version": gateway.core.detector.settings.model_version}
+                     "model_version": gateway.core.detector.settings.model_version,
+                     "skipped_empty_lines": sum(s.skipped_empty for s in sequences)}
 
 
 class HttpGateway:
