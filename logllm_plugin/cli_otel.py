@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logllm_plugin.cli import _run, main
+from logllm_plugin.cli import _run, main, read_token_file
 
 
 @main.group("otel")
@@ -24,11 +24,11 @@ def otel() -> None:
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
 @click.option("--key-attribute", "key_attributes", multiple=True, default=("service.name",), show_default=True,
               help="Attribute(s) that key a sequence when a record has no trace id (record, then resource).")
-@click.option("--max-lines", type=int, default=15, show_default=True)
-@click.option("--idle-s", type=float, default=2.0, show_default=True, help="Close a sequence after this long without lines.")
+@click.option("--max-lines", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--idle-s", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Close a sequence after this long without lines.")
 @click.option("--spool", "spool_dir", default=".logllm-spool", show_default=True, type=click.Path(file_okay=False),
               help="Durable queue directory: requests are fsynced here before Export is answered.")
-@click.option("--spool-max-mb", type=int, default=256, show_default=True)
+@click.option("--spool-max-mb", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics (spool size, records, failures) at http://HOST:PORT/metrics.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
@@ -44,7 +44,7 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, token_file, tls
 
         if servers and model_dir:
             raise click.UsageError("--server and --model exclude each other")
-        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+        token = read_token_file(token_file)
         scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
         if threads and not servers:
             scorer.detector.threads = threads
