@@ -4,6 +4,9 @@
                       (also accepted at /detect, the path the original project documented)
     GET  /v1/model-info, /healthz, /metrics (Prometheus text)
 
+Every path but /healthz needs the token when one is set (`serve --metrics-port` serves /metrics
+without it on a listener of its own). Blank lines are skipped and counted (`skipped_empty_lines`).
+
 Same auth, limits and batching as gRPC: requests go through the same InferenceCore. Errors are
 JSON `{"error": "..."}` with 400 (bad JSON or input), 401, 413, 429 (queue full), 503
 (loading/draining) or 504 (deadline).

@@ -5,7 +5,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -129,11 +128,13 @@ def test_a_bad_token_file_is_one_line_on_every_command(command, problem, tmp_pat
     token_file = tmp_path / "token"
     if problem == "empty":
         token_file.write_text("  \n")
-    result = _run([*command, "--token-file", str(token_file)])
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    # A subprocess with a timeout: a bridge that accepted an empty token would serve until killed.
+    out = subprocess.run([sys.executable, "-m", "logllm_plugin", *command, "--token-file", str(token_file)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
     expected = "No such file or directory" if problem == "missing" else "is empty"
-    assert f"Error: --token-file {token_file}" in result.output and expected in result.output
+    assert f"Error: --token-file {token_file}" in out.stderr and expected in out.stderr, out.stderr
 
 
 def test_no_cli_module_reads_a_token_file_by_itself():
@@ -219,3 +220,20 @@ def test_valid_help_readme_and_plugin_yaml_agree_on_the_holdout():
     assert f"random {percent}" in train_line
     plugin = yaml.safe_load((REPO / "configs" / "plugin.yaml").read_text())["training"]
     assert (plugin["valid_fraction"], plugin["holdout"]) == (defaults.valid_fraction, defaults.holdout)
+
+
+# ------------------------------------------------------------- item 14: the encoder stays lazy
+def test_detect_on_cached_templates_never_loads_the_encoder(tmp_path):
+    """Lines whose templates the model has embeddings for need no encoder: no transformers import,
+    no MiniLM load (the rest of the start-up is torch and the head; README "Start-up")."""
+    one = tmp_path / "one.jsonl"
+    one.write_text((REPO / "examples" / "requests.jsonl").read_text().splitlines()[0] + "\n")
+    novel = tmp_path / "novel.log"
+    novel.write_text("\n".join(HDFS.read_text().splitlines()[:10]) + "\n")
+    seen = {}
+    for name, path in (("cached", one), ("novel", novel)):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-m", "logllm_plugin", "-v", "detect", "--input",
+                              str(path), "--show", "jsonl"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen[name] = ("loaded line encoder" in out.stderr, bool(re.search(r"\| transformers$", out.stderr, re.M)))
+    assert seen == {"cached": (False, False), "novel": (True, True)}
