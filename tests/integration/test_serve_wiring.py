@@ -259,3 +259,18 @@ def test_grpcurl_health_check_without_the_token(token_server, grpcurl):
                           "grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"] == "SERVING"
+
+
+def test_the_client_answers_blank_only_sequences_itself_so_integrations_lose_nothing(open_server):
+    """The bridge, SDK processor and ES annotator send batches through InferenceClient: one sequence
+    of empty OTLP bodies must not turn the whole batch into INVALID_ARGUMENT."""
+    from logllm_plugin.client import InferenceClient
+    from logllm_plugin.records import LogSequence
+
+    batch = [LINES, ["", "  "], LogSequence(id="blank-seq", lines=[""]), LINES[::-1]]
+    with InferenceClient(f"127.0.0.1:{open_server.port}") as client:
+        verdicts = client.detect(batch)
+        alone = client.detect([LINES, LINES[::-1]])
+    assert [v.id for v in verdicts] == ["0", "1", "blank-seq", "3"]
+    assert [(v.label, v.score, v.evidence) for v in verdicts[1:3]] == [("normal", 0.0, [])] * 2
+    assert [v.score for v in (verdicts[0], verdicts[3])] == pytest.approx([v.score for v in alone], abs=1e-6)
