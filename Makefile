@@ -24,8 +24,18 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/logllm-plugin detect --input examples/requests.jsonl --show table
 
-test: setup
-	$(BIN)/python -m pytest -q -ra tests
+# grpcurl: the serving tests call the server as SREs do (no deadline, no token for health).
+GOBIN_DIR := $(CACHE)/gobin
+GRPCURL := $(GOBIN_DIR)/grpcurl
+$(GRPCURL):
+	@echo "== make test: installing grpcurl into $(GOBIN_DIR) (Go proxy; once)"
+	GOBIN=$(GOBIN_DIR) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+
+# No -q: pytest prints each file as it runs; tests/progress.py adds a line per phase (directory)
+# and for slow setup (collector build, search-server downloads); --durations names the slow tests.
+test: setup $(GRPCURL)
+	@echo "== make test: setup done; running pytest on tests/ (phases are announced as they start)"
+	$(BIN)/python -m pytest -ra --durations=15 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow" tests

@@ -67,14 +67,35 @@ def input_options(fn):
                       help="Input format (sniffed when omitted).")(fn)
     fn = click.option("--line-regex", help="Text logs: regex with named groups key/timestamp/level/message.")(fn)
     fn = click.option("--key-regex", help=r"Text logs: the first match is the sequence key, e.g. 'blk_-?\d+'.")(fn)
-    fn = click.option("--max-lines", type=int, help="Sequencer: close a sequence at this many lines.")(fn)
+    fn = click.option("--max-lines", type=click.IntRange(1),
+                      help="Sequencer: close a sequence at this many lines (sequencer.max_lines; min_lines "
+                           "follows it down unless set).")(fn)
     return fn
+
+
+def config_option(fn):
+    """`--config FILE` for every command with settings: CLI flags > LOGLLM_* environment > file > defaults."""
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="YAML config (see configs/plugin.yaml); LOGLLM_<SECTION>__<KEY> variables override it.")(fn)
 
 
 def _config(config_path: Optional[str], overrides: dict):
     from logllm_plugin.config import load_config
 
-    return load_config(config_path, overrides=overrides)
+    return load_config(config_path, overrides=overrides, warn=lambda message: click.echo(f"warning: {message}", err=True))
+
+
+def read_token_file(path: Optional[str], option: str = "--token-file") -> Optional[str]:
+    """The bearer token in `path` (None without a path); a missing, unreadable or empty file is one clear line."""
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{option} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not token:
+        raise click.ClickException(f"{option} {path} is empty")
+    return token
 
 
 def _load(path: str, *, fmt, line_regex, key_regex, sequencer, split=None, fraction=None, shuffle_seed=None,
@@ -89,6 +110,9 @@ def _load(path: str, *, fmt, line_regex, key_regex, sequencer, split=None, fract
 
 
 # ---------------------------------------------------------------------------------- train
+# What `--valid` defaults to; README and configs/plugin.yaml say the same (tests/unit/test_cli_docs.py).
+VALID_HELP = ("Validation data for the threshold (default: a seeded random training.valid_fraction, 20%, "
+              "of --train; training.holdout: tail takes the last part instead).")
 @main.group()
 def train() -> None:
     """Train models (`small`: the BERT+MoE detector)."""
@@ -97,16 +121,16 @@ def train() -> None:
 @train.command("small")
 @click.option("--train", "train_path", help="Training data (sequence JSONL/JSON, record JSONL, text); or --from-es.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--valid", "valid_path", help="Validation data for the threshold (default: hold out the last part).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (see configs/).")
-@click.option("--epochs", type=int, help="Training epochs (overrides the config).")
-@click.option("--seed", type=int, help="Random seed; the same seed gives the same model.")
+@click.option("--valid", "valid_path", help=VALID_HELP)
+@config_option
+@click.option("--epochs", type=click.IntRange(1), help="Training epochs (overrides the config).")
+@click.option("--seed", type=click.IntRange(0), help="Random seed; the same seed gives the same model.")
 @click.option("--normal-only", is_flag=True, help="Treat the data as normal history and inject anomalies.")
 @click.option("--train-split", help="Use only sequences whose `split` field has this value.")
 @click.option("--train-range", help="Use a fraction range of the training data in file order, e.g. 0:0.7.")
 @click.option("--valid-split", help="Validation taken from --valid (or --train) by `split` value.")
 @click.option("--valid-range", help="Validation taken from --valid (or --train) by fraction range.")
-@click.option("--shuffle-seed", type=int, help="Shuffle the data with this seed before taking --*-range parts.")
+@click.option("--shuffle-seed", type=click.IntRange(0), help="Shuffle the data with this seed before taking --*-range parts.")
 @click.option("--original-size", is_flag=True, help="Use the LogLLM paper's head sizes (512 wide, 6 layers).")
 @input_options
 @history_options
@@ -135,27 +159,64 @@ def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, 
         if valid_path or valid_split or valid_range:
             valid_seqs = _load(valid_path or train_path, split=valid_split, fraction=valid_range,
                                shuffle_seed=shuffle_seed, what="valid", **common)
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.training.epochs, desc="training", unit="epoch", file=sys.stderr,
-                   disable=not sys.stderr.isatty())
-
-        def progress(epoch, total, record):
-            bar.update(1)
-            bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "valid_pr_auc", "valid_f1")})
-            logger.info("epoch %s", record)
-
+        progress, done = epoch_progress(config.training.epochs)
         outcome = train_small(train_seqs, valid_seqs, config, out_dir, normal_only=normal_only, progress=progress)
-        bar.close()
-        m, b = outcome.metrics["valid"], outcome.metrics.get("valid_baseline")
+        done()
+        metrics = outcome.metrics
+        m, b = metrics["valid"], metrics.get("valid_baseline")
         click.echo(f"model written to {outcome.model_dir}")
-        click.echo(f"validation ({outcome.metrics['threshold_source']}): precision {m['precision']} recall {m['recall']} "
-                   f"f1 {m['f1']} pr_auc {m['pr_auc']} threshold {m['threshold']:.4f}")
+        click.echo(f"validation ({metrics['threshold_source']}; {m['n']} sequences, {m['anomalies']} anomalous): "
+                   f"precision {m['precision']} recall {m['recall']} f1 {m['f1']} pr_auc {m['pr_auc']} "
+                   f"threshold {m['threshold']:.4f}")
         if b:
-            click.echo(f"baseline (LR on template counts), same validation: f1 {b['f1']} "
+            click.echo(f"baseline (LR on template counts), same validation ({b['n']} sequences): f1 {b['f1']} "
                        f"precision {b['precision']} recall {b['recall']}")
+        for warning in small_data_warnings(metrics["train_sequences"], m["n"], m["anomalies"]):
+            click.echo(f"warning: {warning}", err=True)
 
     _run(work)
+
+
+# Below these counts precision/recall/F1 move by a large step per sequence: one error in 10
+# anomalies is 0.1 of recall. Figures on fewer are printed, with a warning saying so.
+MIN_TRAIN_SEQUENCES = 50
+MIN_VALID_SEQUENCES = 30
+MIN_VALID_PER_CLASS = 5
+
+
+def small_data_warnings(train_n: int, valid_n: int, valid_anomalies: int) -> list[str]:
+    out = []
+    if train_n < MIN_TRAIN_SEQUENCES:
+        out.append(f"trained on {train_n} sequences (fewer than {MIN_TRAIN_SEQUENCES}): the model has seen little "
+                   "of what normal looks like")
+    normal = valid_n - valid_anomalies
+    if valid_n < MIN_VALID_SEQUENCES or min(valid_anomalies, normal) < MIN_VALID_PER_CLASS:
+        out.append(f"the validation figures rest on {valid_n} sequences ({valid_anomalies} anomalous, {normal} normal); "
+                   f"below {MIN_VALID_SEQUENCES} sequences or {MIN_VALID_PER_CLASS} of either class they say little "
+                   "(give more data or --valid FILE)")
+    return out
+
+
+def epoch_progress(total_epochs: int):
+    """(progress callback, close): a tqdm bar on a terminal, one plain line per epoch elsewhere (CI, nohup, pipes)."""
+    keys = ("loss", "valid_pr_auc", "valid_f1")
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_epochs, desc="training", unit="epoch", file=sys.stderr)
+
+        def on_epoch(epoch, total, record):
+            bar.update(1)
+            bar.set_postfix({k: v for k, v in record.items() if k in keys})
+            logger.info("epoch %s", record)
+
+        return on_epoch, bar.close
+
+    def on_epoch_line(epoch, total, record):
+        figures = " ".join(f"{k} {record[k]}" for k in keys if record.get(k) is not None)
+        click.echo(f"epoch {epoch}/{total} ({record.get('phase', '')}): {figures}", err=True)
+
+    return on_epoch_line, lambda: None
 
 
 # ----------------------------------------------------------------------------------- eval
@@ -164,20 +225,21 @@ def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, 
 @click.option("--data", "data_path", required=True, help="Labeled data to evaluate on.")
 @click.option("--split", help="Only sequences whose `split` field has this value.")
 @click.option("--range", "fraction", help="A fraction range of the data in file order, e.g. 0.7:1.")
-@click.option("--shuffle-seed", type=int, help="Shuffle the data with this seed before taking --range.")
+@click.option("--shuffle-seed", type=click.IntRange(0), help="Shuffle the data with this seed before taking --range.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on the last line.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write PR curve and confusion matrix PNGs.")
+@config_option
 @input_options
-def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, report_dir, fmt, line_regex, key_regex, max_lines):
+def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, report_dir, config_path, fmt, line_regex,
+             key_regex, max_lines):
     """Precision, recall, F1, accuracy, PR-AUC — beside the LR-on-template-counts baseline."""
     def work():
         from logllm_plugin.detector import load_detector
-        from logllm_plugin.sequencer import SequencerConfig
         from trainers.evaluation import binary_metrics, evidence_metrics, write_report
 
+        config = _config(config_path, {"sequencer": {"max_lines": max_lines}})
         detector = load_detector(model_dir)
-        sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
-        sequences = _load(data_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer,
+        sequences = _load(data_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer,
                           split=split, fraction=fraction, shuffle_seed=shuffle_seed, what="data")
         labeled = [s for s in sequences if s.label is not None]
         if not labeled:
@@ -256,41 +318,70 @@ def _print_metrics(m: dict) -> None:
 @main.command("detect")
 @click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
 @click.option("--input", "input_path", required=True, help="Log input: a file path or - for stdin.")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False), help="Write JSONL verdicts here.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False),
+              help="Also write the JSONL verdicts to this file (stdout still follows --show).")
 @click.option("--show", type=click.Choice(["auto", "table", "jsonl"]), default="auto",
-              help="stdout: a table on a terminal, JSONL otherwise (auto).")
+              help="stdout: a table on a terminal, JSONL otherwise (auto), with or without --output.")
 @click.option("--server", "servers", multiple=True,
               help="Score on a running server HOST:PORT instead of locally (repeat to balance round-robin).")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: file holding the bearer token.")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA that signed the server's certificate.")
-@click.option("--timeout-s", type=float, default=30.0, show_default=True, help="With --server: deadline per request.")
+@click.option("--timeout-s", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
+              help="With --server: deadline per request.")
+@config_option
 @input_options
-def detect_cmd(model_dir, input_path, output_path, show, servers, token_file, tls_ca, timeout_s,
+def detect_cmd(model_dir, input_path, output_path, show, servers, token_file, tls_ca, timeout_s, config_path,
                fmt, line_regex, key_regex, max_lines):
-    """Score sequences; one JSON object per sequence (id, label, score, category, evidence, novel_templates)."""
+    """Score sequences; one JSON object per sequence, in input order (id, key, label, score, category,
+    evidence, evidence_lines, line_numbers, novel_templates, model_version)."""
     def work():
-        from logllm_plugin.sequencer import SequencerConfig
+        from logllm_plugin.analyzers.knowledge_base import KnowledgeBaseAnalyzer
 
         if servers and model_dir:
             raise click.UsageError("--model and --server exclude each other: the server has its model")
+        config = _config(config_path, {"sequencer": {"max_lines": max_lines}})
+        knowledge_base = KnowledgeBaseAnalyzer(config.analysis.knowledge_base)
         score = _remote_scorer(servers, token_file, tls_ca, timeout_s) if servers else _local_scorer(model_dir)
-        sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
-        sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer)
+        sequences = in_input_order(_load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex,
+                                         sequencer=config.sequencer))
         verdicts = []
         for start in range(0, len(sequences), 512):  # bounded memory on long inputs
             verdicts.extend(score(sequences[start : start + 512]))
+        rows = [detect_row(seq, v, knowledge_base) for seq, v in zip(sequences, verdicts)]
         if output_path:
             with open(output_path, "w", encoding="utf-8") as fh:
-                for v in verdicts:
-                    fh.write(json.dumps(v.to_dict()) + "\n")
-        mode = show if show != "auto" else ("table" if sys.stdout.isatty() or output_path else "jsonl")
+                for row in rows:
+                    fh.write(json.dumps(row) + "\n")
+        mode = show if show != "auto" else ("table" if sys.stdout.isatty() else "jsonl")
         if mode == "table":
-            _print_table(sequences, verdicts)
+            _print_table(sequences, verdicts, rows)
         else:
-            for v in verdicts:
-                click.echo(json.dumps(v.to_dict()))
+            for row in rows:
+                click.echo(json.dumps(row))
 
     _run(work)
+
+
+def in_input_order(sequences):
+    """Sequences by their first input line (the sequencer emits keyed ones in the order they close)."""
+    if not all(s.source_lines for s in sequences):
+        return sequences  # sequence files: already in file order
+    return sorted(sequences, key=lambda s: s.source_lines[0])
+
+
+def detect_row(seq, verdict, knowledge_base) -> dict:
+    """One JSONL object: the verdict, plus what maps it back to the input.
+
+    `category` is the knowledge-base class of an anomalous sequence (a regex pass over its lines)
+    unless the model itself learned named categories; normal sequences say "normal".
+    """
+    row = verdict.to_dict()
+    if verdict.label == "anomalous" and verdict.category in ("", "anomaly"):
+        row["category"] = knowledge_base.classify(seq.lines, verdict.evidence)[0].name
+    row["key"] = seq.key
+    row["line_numbers"] = list(seq.source_lines) if seq.source_lines else None
+    row["evidence_lines"] = [seq.lines[i] for i in verdict.evidence if 0 <= i < len(seq.lines)]
+    return row
 
 
 def _local_scorer(model_dir):
@@ -304,12 +395,7 @@ def _remote_scorer(servers, token_file, tls_ca, timeout_s):
 
     from logllm_plugin.client import InferenceClient
 
-    token = None
-    if token_file:
-        try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise click.ClickException(f"--token-file {token_file}: {exc.strerror or exc}") from None
+    token = read_token_file(token_file)
     client = InferenceClient(list(servers), token=token, tls_ca=tls_ca, timeout_s=timeout_s)
 
     def score(sequences):
@@ -323,14 +409,14 @@ def _remote_scorer(servers, token_file, tls_ca, timeout_s):
     return score
 
 
-def _print_table(sequences, verdicts) -> None:
+def _print_table(sequences, verdicts, rows) -> None:
     anomalous = sum(v.label == "anomalous" for v in verdicts)
-    click.echo(f"{'sequence':<40} {'lines':>5} {'label':<9} {'score':>6} {'novel':>5}  evidence")
-    for seq, v in zip(sequences, verdicts):
+    click.echo(f"{'sequence':<40} {'lines':>5} {'label':<9} {'score':>6} {'category':<16} {'novel':>5}  evidence")
+    for seq, v, row in zip(sequences, verdicts, rows):
         first = seq.lines[v.evidence[0]] if v.evidence else ""
         first = (first[:70] + "…") if len(first) > 71 else first
-        click.echo(f"{v.id[:40]:<40} {len(seq.lines):>5} {v.label:<9} {v.score:6.3f} {v.novel_templates:>5}  "
-                   f"{','.join(map(str, v.evidence))} {first}")
+        click.echo(f"{v.id[:40]:<40} {len(seq.lines):>5} {v.label:<9} {v.score:6.3f} {row['category'][:16]:<16} "
+                   f"{v.novel_templates:>5}  {','.join(map(str, v.evidence))} {first}")
     click.echo(f"{len(verdicts)} sequences, {anomalous} anomalous")
 
 

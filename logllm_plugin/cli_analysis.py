@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Optional
 
 import click
 
-from logllm_plugin.cli import _config, _load, _run, input_options, main
+from logllm_plugin.cli import _config, _load, _run, config_option, input_options, main, read_token_file
 
 
 def analysis_overrides(llm_dir: Optional[str], adapter_dir: Optional[str]) -> dict:
@@ -21,7 +20,7 @@ def analysis_overrides(llm_dir: Optional[str], adapter_dir: Optional[str]) -> di
 @main.command("analyze")
 @click.option("--model", "model_dir", help="Detector model directory (default: the embedded model).")
 @click.option("--input", "input_path", required=True, help="Log input: a file path or - for stdin.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its `analysis:` section.")
+@config_option
 @click.option("--llm", "llm_dir", help="Explain with this local Qwen (chat) model directory instead of the knowledge base.")
 @click.option("--adapter", "adapter_dir", help="peft adapter for --llm (from `logllm-plugin train llm`).")
 @click.option("--server", help="Detect and explain on a running server HOST:PORT.")
@@ -35,11 +34,8 @@ def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server
     def work():
         import sys
 
-        from logllm_plugin.sequencer import SequencerConfig
-
-        config = _config(config_path, analysis_overrides(llm_dir, adapter_dir))
-        sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
-        sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer)
+        config = _config(config_path, {**analysis_overrides(llm_dir, adapter_dir), "sequencer": {"max_lines": max_lines}})
+        sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
         if server:
             if model_dir or llm_dir:
                 raise click.UsageError("--server uses the server's detector and analyzer: drop --model/--llm")
@@ -75,7 +71,7 @@ def _remote(server, token_file, tls_ca, sequences) -> list[dict]:
 
     from logllm_plugin.client import InferenceClient
 
-    token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+    token = read_token_file(token_file)
     rows = []
     try:
         with InferenceClient(server, token=token, tls_ca=tls_ca) as client:

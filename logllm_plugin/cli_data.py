@@ -18,13 +18,13 @@ def data() -> None:
 
 @data.command("generate")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Sequence JSONL to write.")
-@click.option("--n", "n", type=int, default=1000, show_default=True, help="Number of sequences.")
-@click.option("--anomaly-rate", type=float, default=0.3, show_default=True, help="Share of anomalous sequences.")
-@click.option("--silent-rate", type=float, default=0.5, show_default=True,
+@click.option("--n", "n", type=click.IntRange(1), default=1000, show_default=True, help="Number of sequences.")
+@click.option("--anomaly-rate", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Share of anomalous sequences.")
+@click.option("--silent-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of anomalies that show only in the order or count of steps (no error lines).")
-@click.option("--noise-rate", type=float, default=0.4, show_default=True,
+@click.option("--noise-rate", type=click.FloatRange(0, 1), default=0.4, show_default=True,
               help="Share of sequences with benign WARN/DEBUG noise lines.")
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same file.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="The same seed gives the same file.")
 @click.option("--categories", help="Comma-separated anomaly categories (default: all of them; see --help).")
 def generate_cmd(out_path, n, anomaly_rate, silent_rate, noise_rate, seed, categories):
     """Synthetic microservice request sequences (6-15 lines) with labeled anomaly categories.
@@ -61,13 +61,13 @@ def generate_cmd(out_path, n, anomaly_rate, silent_rate, noise_rate, seed, categ
 @click.option("--in", "in_path", required=True, help="Input file, or - for stdin.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Sequence JSONL to write.")
 @click.option("--key-regex", help=r"Group lines by the first match (its `key` group if any), e.g. 'blk_-?\d+'.")
-@click.option("--window", type=int, help="Cut the lines into consecutive windows of this many lines instead.")
+@click.option("--window", type=click.IntRange(1), help="Cut the lines into consecutive windows of this many lines instead.")
 @click.option("--line-regex", help="text: regex with named groups key/timestamp/level/message/label.")
 @click.option("--key-field", help="jsonl-records: the attribute that keys a sequence (default: trace id / key).")
 @click.option("--key-labels", type=click.Path(dir_okay=False),
               help="CSV key,label with a header (e.g. loghub's HDFS anomaly_label.csv) labeling keyed sequences.")
-@click.option("--max-lines", type=int, help="With keys: at most this many lines per sequence (default: whole key).")
-@click.option("--idle-s", type=float, help="With keys and timestamps: a gap this long starts a new sequence.")
+@click.option("--max-lines", type=click.IntRange(1), help="With keys: at most this many lines per sequence (default: whole key).")
+@click.option("--idle-s", type=click.FloatRange(0, min_open=True), help="With keys and timestamps: a gap this long starts a new sequence.")
 @click.option("--lenient", is_flag=True, help="Replace invalid UTF-8 and skip unreadable lines instead of failing.")
 def convert_cmd(source, target, in_path, out_path, key_regex, window, line_regex, key_field, key_labels, max_lines,
                 idle_s, lenient):
@@ -111,7 +111,7 @@ def convert_cmd(source, target, in_path, out_path, key_regex, window, line_regex
               help="time: by the lines' leading timestamps (file order without them); key: whole keys per part.")
 @click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,valid,test (or train,test).")
 @click.option("--stratify", is_flag=True, help="Split each label class on its own: equal anomaly rates.")
-@click.option("--seed", type=int, default=0, show_default=True, help="For --by random and --by key.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="For --by random and --by key.")
 def split_cmd(in_path, out_dir, by, ratios, stratify, seed):
     """Split labeled sequences into train/valid/test files (chronological by default)."""
     def work():
@@ -199,7 +199,7 @@ def _print_check(result) -> None:
 @data.command("llm-pairs")
 @click.option("--in", "in_path", required=True, help="Labeled sequences (sequence JSONL/JSON); anomalies are used.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Chat JSONL to write.")
-@click.option("--max-lines", type=int, help="Most log lines shown in one prompt (default 60, as train llm).")
+@click.option("--max-lines", type=click.IntRange(1), help="Most log lines shown in one prompt (default 60, as train llm).")
 @click.option("--knowledge-base", type=click.Path(dir_okay=False),
               help="Knowledge base YAML whose suggestions become the targets' (default: the bundled one).")
 def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from logllm_plugin.cli import _run, main
+from logllm_plugin.cli import _run, main, read_token_file
 
 
 def cluster_options(fn):
@@ -39,12 +39,12 @@ def annotate_options(fn):
                       "that also runs the cluster, 1 can be several times faster).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print the run's counters as JSON on the last line.")(fn)
     fn = click.option("--no-explain", is_flag=True, help="Do not write explanations for anomalous sequences.")(fn)
-    fn = click.option("--batch", "score_batch", type=int, default=256, show_default=True,
+    fn = click.option("--batch", "score_batch", type=click.IntRange(1), default=256, show_default=True,
                       help="Sequences per scoring call and bulk request.")(fn)
-    fn = click.option("--page-size", type=int, default=1000, show_default=True, help="Documents per search page.")(fn)
-    fn = click.option("--idle-s", type=float, default=2.0, show_default=True,
+    fn = click.option("--page-size", type=click.IntRange(1), default=1000, show_default=True, help="Documents per search page.")(fn)
+    fn = click.option("--idle-s", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True,
                       help="Close a sequence after this long (event time) without lines.")(fn)
-    fn = click.option("--max-lines", type=int, default=15, show_default=True, help="Close a sequence at this many lines.")(fn)
+    fn = click.option("--max-lines", type=click.IntRange(1), default=15, show_default=True, help="Close a sequence at this many lines.")(fn)
     fn = click.option("--message-field", default="message", show_default=True)(fn)
     fn = click.option("--time-field", help="Tailing field (default: event.ingested when present, else @timestamp).")(fn)
     fn = click.option("--key-field", "key_fields", multiple=True, default=("service.name", "host.name"),
@@ -66,7 +66,7 @@ def _scorer(model_dir, servers, token_file, tls_ca, threads=None):
     if servers and model_dir:
         raise click.UsageError("--model and --server exclude each other: the server has its model")
     if servers:
-        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+        token = read_token_file(token_file)
         return remote_scorer(list(servers), token=token, tls_ca=tls_ca), None
     from logllm_plugin.detector import load_detector
 
@@ -105,7 +105,7 @@ def es() -> None:
 @es.command("setup")
 @cluster_options
 @click.option("--key-field", "key_fields", multiple=True, help="Field(s) the pipeline joins into logllm.sequence.key.")
-@click.option("--priority", type=int, default=200, show_default=True, help="Priority of the index template.")
+@click.option("--priority", type=click.IntRange(0), default=200, show_default=True, help="Priority of the index template.")
 def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
     """Install the logllm.* mappings, the ingest pipeline (where the cluster has ingest) and the state index."""
     def work():
@@ -125,9 +125,9 @@ def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
 @scoring_options
 @annotate_options
 @click.option("--once", is_flag=True, help="Annotate what is pending, then exit (default: follow new documents).")
-@click.option("--lateness-s", type=float, default=300.0, show_default=True,
+@click.option("--lateness-s", type=click.FloatRange(0), default=300.0, show_default=True,
               help="Re-read this far behind the checkpoint for late documents.")
-@click.option("--poll-s", type=float, default=2.0, show_default=True, help="Following: pause between passes.")
+@click.option("--poll-s", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Following: pause between passes.")
 @click.option("--checkpoint", "checkpoint_name", help="Checkpoint name in the state index (default: the pattern).")
 @click.option("--partition", help="I/N: this annotator takes the keys with crc32(key) %% N == I (run N of them).")
 @click.option("--learn", "learn_dir", type=click.Path(file_okay=False),
@@ -204,7 +204,7 @@ def _report(stats, elapsed_s: float, as_json: bool) -> None:
 @annotate_options
 @click.option("--from", "time_from", required=True, help="Start (inclusive): ISO 8601 (UTC if no zone) or epoch ms.")
 @click.option("--to", "time_to", required=True, help="End (exclusive): ISO 8601 or epoch ms.")
-@click.option("--slices", type=int, default=1, show_default=True, help="Parallel time slices.")
+@click.option("--slices", type=click.IntRange(1), default=1, show_default=True, help="Parallel time slices.")
 def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, tls_ca, key_fields, time_field,
                  message_field, max_lines, idle_s, page_size, score_batch, no_explain, as_json, time_from, time_to,
                  slices, threads):

@@ -29,7 +29,7 @@ def dev() -> None:
 
 @dev.command("tiny-qwen")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Weight seed; the same seed gives the same model.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Weight seed; the same seed gives the same model.")
 def tiny_qwen_cmd(out_dir: str, seed: int) -> None:
     """Write a tiny random Qwen2 chat model + tokenizer (offline; for tests and plumbing checks)."""
     def work():
@@ -48,15 +48,15 @@ def tiny_qwen_cmd(out_dir: str, seed: int) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Adapter directory to write.")
 @click.option("--method", type=click.Choice(["lora", "qlora", "unsloth"]), default="lora", show_default=True,
               help="lora runs anywhere; qlora and unsloth need CUDA (+ bitsandbytes / unsloth).")
-@click.option("--max-steps", type=int, help="Optimizer steps (overrides --epochs).")
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--lr", type=float, default=2e-4, show_default=True, help="AdamW learning rate.")
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same adapter.")
-@click.option("--valid-fraction", type=float, default=0.1, show_default=True,
+@click.option("--max-steps", type=click.IntRange(1), help="Optimizer steps (overrides --epochs).")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True, help="AdamW learning rate.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="The same seed gives the same adapter.")
+@click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Anomalous sequences held out for loss, JSON validity and category accuracy.")
-@click.option("--max-length", type=int, default=2048, show_default=True, help="Longest prompt + answer, in tokens.")
-@click.option("--max-lines", type=int, help="Most log lines shown in one prompt (default 60).")
+@click.option("--max-length", type=click.IntRange(16), default=2048, show_default=True, help="Longest prompt + answer, in tokens.")
+@click.option("--max-lines", type=click.IntRange(1), help="Most log lines shown in one prompt (default 60).")
 @click.option("--merge", is_flag=True, help="Also write merged full weights (safetensors) to OUT/merged.")
 def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batch_size, lr, seed, valid_fraction,
                   max_length, max_lines: Optional[int], merge):

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import click
 
-from logllm_plugin.cli import _run, main
+from logllm_plugin.cli import _run, main, read_token_file
 
 
 @main.group("otel")
@@ -26,11 +25,11 @@ def otel() -> None:
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
 @click.option("--key-attribute", "key_attributes", multiple=True, default=("service.name",), show_default=True,
               help="Attribute(s) that key a sequence when a record has no trace id (record, then resource).")
-@click.option("--max-lines", type=int, default=15, show_default=True)
-@click.option("--idle-s", type=float, default=2.0, show_default=True, help="Close a sequence after this long without lines.")
+@click.option("--max-lines", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--idle-s", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Close a sequence after this long without lines.")
 @click.option("--spool", "spool_dir", default=".logllm-spool", show_default=True, type=click.Path(file_okay=False),
               help="Durable queue directory: requests are fsynced here before Export is answered.")
-@click.option("--spool-max-mb", type=int, default=256, show_default=True)
+@click.option("--spool-max-mb", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics (spool size, records, failures) at http://HOST:PORT/metrics.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
@@ -46,7 +45,7 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, toke
 
         if sum(map(bool, (servers, model_dir, learn_dir))) > 1:
             raise click.UsageError("--server, --model and --learn exclude each other")
-        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+        token = read_token_file(token_file)
         if learn_dir:
             from logllm_plugin.learning.learner import LearningDetector
 

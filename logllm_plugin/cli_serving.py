@@ -54,18 +54,20 @@ class Duration(click.ParamType):
               help="Learning mode: retrain over the recent history this often (e.g. 6h; 0: never; default 6h).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its `server:` section.")
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces).")
-@click.option("--port", type=int, help="gRPC port (default 50051; 0 picks a free one, logged at start).")
-@click.option("--http-port", type=int, help="Also serve HTTP/JSON (POST /v1/detect, /metrics) on this port.")
+@click.option("--port", type=click.IntRange(0, 65535), help="gRPC port (default 50051; 0 picks a free one, logged at start).")
+@click.option("--http-port", type=click.IntRange(0, 65535), help="Also serve HTTP/JSON (POST /v1/detect, /metrics) on this port.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Prometheus /metrics on this port without the token (on --http-port it needs the token).")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the bearer token callers must send.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM server certificate (chain).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
 @click.option("--tls-client-ca", type=click.Path(dir_okay=False), help="Require client certificates signed by this CA.")
-@click.option("--max-batch", type=int, help="Dynamic batching: most sequences per model call (default 64).")
-@click.option("--max-wait-ms", type=float, help="Dynamic batching: longest wait to fill a batch (default 5).")
-@click.option("--max-queue", type=int, help="Sequences queued before RESOURCE_EXHAUSTED (default 4096).")
+@click.option("--max-batch", type=click.IntRange(1), help="Dynamic batching: most sequences per model call (default 64).")
+@click.option("--max-wait-ms", type=click.FloatRange(0), help="Dynamic batching: longest wait to fill a batch (default 5).")
+@click.option("--max-queue", type=click.IntRange(1), help="Sequences queued before RESOURCE_EXHAUSTED (default 4096).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs (default auto).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Head precision.")
-@click.option("--grace-s", type=float, help="On SIGTERM: time in-flight requests get to finish (default 30).")
+@click.option("--grace-s", type=click.FloatRange(0), help="On SIGTERM: time in-flight requests get to finish (default 30).")
 @click.option("--verdict-cache", "verdict_cache_size", type=click.IntRange(0),
               help="Sequences (by masked lines) answered again without the model (default 50000; 0: off).")
 @click.option("--threads", type=click.IntRange(1, 256), help="torch threads for the model (default: all cores).")
@@ -73,8 +75,8 @@ class Duration(click.ParamType):
 @click.option("--adapter", "adapter_dir", help="peft adapter for --llm.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 def serve_cmd(model_dir, learn_dir, follow_dir, learn_min_sequences, retrain_every, config_path, host, port,
-              http_port, token_file, tls_cert, tls_key, tls_client_ca, max_batch, max_wait_ms, max_queue, device,
-              dtype, grace_s, verdict_cache_size, threads, llm_dir, adapter_dir, log_format):
+              http_port, metrics_port, token_file, tls_cert, tls_key, tls_client_ca, max_batch, max_wait_ms,
+              max_queue, device, dtype, grace_s, verdict_cache_size, threads, llm_dir, adapter_dir, log_format):
     """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP.
 
     With --learn DIR no model is needed: verdicts are `unscored` (status `learning`) until enough
@@ -94,7 +96,7 @@ def serve_cmd(model_dir, learn_dir, follow_dir, learn_min_sequences, retrain_eve
         from logllm_plugin.serving.server import InferenceServer
 
         overrides = {"server": {
-            "host": host, "port": port, "http_port": http_port, "token_file": token_file, "tls_cert": tls_cert,
+            "host": host, "port": port, "http_port": http_port, "metrics_port": metrics_port, "token_file": token_file, "tls_cert": tls_cert,
             "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
             "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
             "grace_s": grace_s, "verdict_cache_size": verdict_cache_size, "threads": threads},
@@ -146,11 +148,11 @@ def bench() -> None:
 @bench.command("server")
 @click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
 @click.option("--data", "data_path", help="Sequences to send (default: the bundled sample).")
-@click.option("--requests", "requests_per_level", type=int, default=400, show_default=True,
+@click.option("--requests", "requests_per_level", type=click.IntRange(1), default=400, show_default=True,
               help="Requests per concurrency level and batching mode.")
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Comma-separated client counts.")
-@click.option("--max-batch", type=int, default=64, show_default=True, help="Batching on: --max-batch of the server.")
-@click.option("--max-wait-ms", type=float, default=5.0, show_default=True, help="Batching on: --max-wait-ms of the server.")
+@click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Batching on: --max-batch of the server.")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=5.0, show_default=True, help="Batching on: --max-wait-ms of the server.")
 @click.option("--threads", type=click.IntRange(1, 256), help="--threads of the server (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
 def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], requests_per_level: int, concurrency: str,
@@ -264,7 +266,7 @@ def bench_collector_cmd(model_dir, data_path, records, threads, no_bridge, as_js
 @bench.command("bridge")
 @click.option("--model", "model_dir", help="Model scoring inside the bridge (default: the embedded model).")
 @click.option("--data", "data_path", help="Log lines to send (default: the bundled sample's lines).")
-@click.option("--records", type=int, default=20_000, show_default=True)
+@click.option("--records", type=click.IntRange(1), default=20_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
 def bench_bridge_cmd(model_dir, data_path, records, as_json):
     """Records/s through the OTLP bridge beside a plain OTLP forward measured in the same run."""

@@ -63,6 +63,33 @@ def from_response(response: pb.DetectResponse) -> list[Verdict]:
                     status=v.status or "ok", suppressed=v.suppressed) for v in response.verdicts]
 
 
+def _blank_only(sequence: SequenceLike) -> bool:
+    lines = sequence.lines if isinstance(sequence, LogSequence) else sequence
+    return not isinstance(lines, str) and len(lines) > 0 and all(isinstance(x, str) and not x.strip() for x in lines)
+
+
+def split_blank(sequences: Sequence[SequenceLike]) -> tuple[list[int], dict[int, Verdict]]:
+    """(indexes to send, verdicts for the rest). The server skips blank lines and refuses a sequence
+    with nothing else (INVALID_ARGUMENT, which would fail the whole request); such a sequence has
+    nothing to judge, so the client answers it itself: normal, score 0, no evidence."""
+    send, answered = [], {}
+    for n, s in enumerate(sequences):
+        if _blank_only(s):
+            answered[n] = Verdict(id=s.id if isinstance(s, LogSequence) else str(n), label="normal", score=0.0,
+                                  category="normal", evidence=[], novel_templates=0)
+        else:
+            send.append(n)
+    return send, answered
+
+
+def merge_blank(sequences, send: list[int], answered: dict[int, Verdict], scored: list[Verdict]) -> list[Verdict]:
+    for n, verdict in zip(send, scored):
+        if not isinstance(sequences[n], LogSequence):
+            verdict.id = str(n)  # ids of plain line lists are positions in the caller's list
+        answered[n] = verdict
+    return [answered[n] for n in range(len(sequences))]
+
+
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     """Full jitter: uniform in [0, min(max, base * 2^attempt)]."""
     return random.uniform(0.0, min(max_s, base_s * (2 ** attempt)))
@@ -154,6 +181,10 @@ class InferenceClient(_Base):
 
     def detect(self, sequences: Sequence[SequenceLike], *, timeout_s: Optional[float] = None) -> list[Verdict]:
         """One verdict per sequence, in order. Raises grpc.RpcError for non-retryable failures."""
+        send, answered = split_blank(sequences)
+        if answered:
+            scored = self.detect([sequences[n] for n in send], timeout_s=timeout_s) if send else []
+            return merge_blank(sequences, send, answered, scored)
         verdicts: list[Verdict] = []
         for request in self._chunks(sequences):
             verdicts.extend(from_response(self._call(self._detect, request, timeout_s)))
@@ -212,6 +243,10 @@ class AsyncInferenceClient(_Base):
     async def detect(self, sequences: Sequence[SequenceLike], *, timeout_s: Optional[float] = None) -> list[Verdict]:
         import asyncio
 
+        send, answered = split_blank(sequences)
+        if answered:
+            scored = await self.detect([sequences[n] for n in send], timeout_s=timeout_s) if send else []
+            return merge_blank(sequences, send, answered, scored)
         verdicts: list[Verdict] = []
         for request in self._chunks(sequences):
             attempts = _Attempts(self, timeout_s)

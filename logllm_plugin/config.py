@@ -8,14 +8,17 @@ between. A config file is never read implicitly.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from logllm_plugin.sequencer import SequencerConfig
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -148,6 +151,9 @@ class ServerConfig:
     host: str = "127.0.0.1"  # 0.0.0.0 to accept connections from other machines
     port: int = 50051  # 0 picks a free port (logged at start)
     http_port: Optional[int] = None  # HTTP/JSON endpoint (POST /v1/detect, /metrics); off when unset
+    # Prometheus /metrics without the token, on its own listener (bind host: keep it internal);
+    # /metrics on http_port needs the token like every other path there. Off when unset.
+    metrics_port: Optional[int] = None
     # Dynamic batching: a batch closes at this many sequences or this long after its first request.
     max_batch_sequences: int = 64
     max_wait_ms: float = 5.0
@@ -176,7 +182,9 @@ class ServerConfig:
             out.append("server.verdict_cache_size must be >= 0")
         if self.threads is not None and self.threads < 1:
             out.append("server.threads must be >= 1 (or null for torch's default)")
-        for name in ("port",) + (("http_port",) if self.http_port is not None else ()):
+        for name in ("port", "http_port", "metrics_port"):
+            if getattr(self, name) is None:
+                continue
             if not 0 <= getattr(self, name) <= 65535:
                 out.append(f"server.{name} must be in 0..65535")
         for name in ("max_batch_sequences", "max_queue_sequences", "max_sequences_per_request",
@@ -361,16 +369,63 @@ def _build_section(cls: type, values: Mapping[str, Any], section: str, problems:
     return obj
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """LOGLLM_MODEL__HIDDEN_SIZE=256 → {"model": {"hidden_size": 256}} (values parsed as YAML)."""
+# LOGLLM_ variables that are not settings: credentials read by the Elasticsearch/Kibana commands
+# and the local-stack script. Anything else under LOGLLM_ that names no setting gets a warning.
+OTHER_ENV_VARIABLES = frozenset({
+    "LOGLLM_ES_API_KEY", "LOGLLM_ES_USERNAME", "LOGLLM_ES_PASSWORD", "LOGLLM_ES_CA_CERT",
+    "LOGLLM_KIBANA_API_KEY", "LOGLLM_KIBANA_USERNAME", "LOGLLM_KIBANA_PASSWORD", "LOGLLM_STACK_DIR",
+})
+
+
+def setting_env_names() -> dict[str, tuple[str, str]]:
+    """Every `LOGLLM_<SECTION>__<KEY>` name → (section, key)."""
+    names = {}
+    for section in dataclasses.fields(PluginConfig):
+        for f in dataclasses.fields(typing.get_type_hints(PluginConfig)[section.name]):
+            names[f"LOGLLM_{section.name.upper()}__{f.name.upper()}"] = (section.name, f.name)
+    return names
+
+
+def yaml_error_text(exc: Exception) -> str:
+    """`line 2 column 14: expected ',' or ']'` instead of PyYAML's `in "<unicode string>"` dump."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{context + ': ' if context else ''}{problem}"
+
+
+def _env_overrides(environ: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """LOGLLM_MODEL__HIDDEN_SIZE=256 → {"model": {"hidden_size": 256}} (values parsed as YAML).
+
+    A LOGLLM_ name that is no setting is ignored with a warning naming the closest setting (a typo
+    must not pass unnoticed). A value that is not valid YAML is taken as the raw string, so the
+    type check names the setting instead of a parser traceback.
+    """
+    import difflib
+
     import yaml
 
+    known = setting_env_names()
     out: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
-        if not name.startswith("LOGLLM_") or "__" not in name:
+        if not name.startswith("LOGLLM_") or name in OTHER_ENV_VARIABLES:
             continue
-        section, _, key = name[len("LOGLLM_"):].lower().partition("__")
-        out.setdefault(section, {})[key] = raw if is_secret_setting(key) else yaml.safe_load(raw)
+        found = known.get(name.upper())
+        if found is None:
+            close = difflib.get_close_matches(name.upper(), list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else " (settings are LOGLLM_<SECTION>__<KEY>)"
+            warn(f"environment variable {name} is not a setting and is ignored{hint}")
+            continue
+        section, key = found
+        if is_secret_setting(key):
+            value = raw
+        else:
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        out.setdefault(section, {})[key] = value
     return out
 
 
@@ -378,8 +433,12 @@ def load_config(
     path: Optional[str | Path] = None,
     overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
     environ: Optional[Mapping[str, str]] = None,
+    warn: Optional[Callable[[str], None]] = None,
 ) -> PluginConfig:
-    """Build a PluginConfig from defaults < file < environment < `overrides` (the CLI's)."""
+    """Build a PluginConfig from defaults < file < environment < `overrides` (the CLI's).
+
+    `warn` gets what is suspicious but not wrong (an unknown LOGLLM_ variable); default: the log.
+    """
     import yaml
 
     problems: list[str] = []
@@ -390,8 +449,10 @@ def load_config(
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError([f"file not found: {path}"], source) from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"not valid YAML: {exc}"], source) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"not valid YAML: {path}: {yaml_error_text(exc)}"], source) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"not UTF-8 text: {path}: {exc}"], source) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -401,7 +462,8 @@ def load_config(
                 problems.append(f"section {section!r} must be a mapping")
                 continue
             merged.setdefault(section, {}).update(values)
-    for layer in (_env_overrides(os.environ if environ is None else environ), overrides or {}):
+    env = _env_overrides(os.environ if environ is None else environ, warn or logger.warning)
+    for layer in (env, overrides or {}):
         for section, values in layer.items():
             merged.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
 

@@ -23,18 +23,24 @@ from logllm_plugin.records import LogRecord, LogSequence
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEY = "default"
+DEFAULT_MIN_LINES = 6
 
 
 @dataclass
 class SequencerConfig:
     max_lines: int = 15
-    min_lines: int = 6
+    # Sequences closed by time below this are flagged `short`. None (unset): DEFAULT_MIN_LINES, or
+    # max_lines when that is smaller, so `--max-lines 5` alone is valid.
+    min_lines: Optional[int] = None
     idle_s: float = 2.0
     max_age_s: float = 30.0
     max_open_sequences: int = 10000
     key_attributes: tuple[str, ...] = ("service.name", "host.name")
 
     def __post_init__(self) -> None:
+        if self.min_lines is None:
+            ok = isinstance(self.max_lines, int) and not isinstance(self.max_lines, bool) and self.max_lines >= 1
+            self.min_lines = min(DEFAULT_MIN_LINES, self.max_lines) if ok else DEFAULT_MIN_LINES
         if isinstance(self.key_attributes, list):
             self.key_attributes = tuple(self.key_attributes)
         problems: list[str] = []

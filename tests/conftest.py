@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.progress import pytest_collection_modifyitems, pytest_configure, pytest_runtest_logstart  # noqa: F401
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

@@ -38,7 +38,9 @@ def load_knowledge_base(path: Optional[str | Path] = None) -> tuple[list[Knowled
     except OSError as exc:
         raise ConfigError([f"cannot read: {exc.strerror or exc}"], str(source)) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], str(source)) from None
+        from logllm_plugin.config import yaml_error_text
+
+        raise ConfigError([f"not valid YAML: {source}: {yaml_error_text(exc)}"], str(source)) from None
     problems: list[str] = []
     if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
         raise ConfigError(["needs a `classes:` list (see configs/knowledge_base.yaml)"], str(source))

@@ -26,10 +26,14 @@ def load_token(config: ServerConfig) -> Optional[str]:
 
 
 class TokenCheck:
-    """Constant-time comparison of an `Authorization: Bearer <token>` value."""
+    """Constant-time check of an `Authorization: Bearer <token>` value.
+
+    The scheme is case-insensitive (RFC 7235 §2.1: `bearer x` is as valid as `Bearer x`); the
+    token itself is compared exactly.
+    """
 
     def __init__(self, token: Optional[str]):
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = token.encode() if token else None
 
     @property
     def enabled(self) -> bool:
@@ -40,4 +44,7 @@ class TokenCheck:
             return True
         if not authorization:
             return False
-        return hmac.compare_digest(authorization.strip().encode("utf-8", "replace"), self._expected)
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(credentials.strip().encode("utf-8", "replace"), self._expected)

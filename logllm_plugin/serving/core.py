@@ -31,11 +31,24 @@ class FeedbackUnsupported(RuntimeError):
     """Feedback sent to a server that does not learn (no `--learn DIR`)."""
 
 
+# grpcio reports a call without a deadline as ~9e18 s remaining (1.85), which overflows
+# `Future.result(timeout=...)`; anything beyond this is treated as "no deadline of its own".
+NO_DEADLINE_ABOVE_S = 1e7
+
+
 @dataclass
 class SequenceIn:
     lines: list[str]
     id: str = ""
     key: str = ""
+    # Filled by `InferenceCore.submit`: the positions of the lines that are scored (empty and
+    # whitespace-only lines are skipped, as the file readers skip them) and how many were skipped.
+    kept: Optional[list[int]] = None
+    skipped_empty: int = 0
+
+
+def is_blank(line: str) -> bool:
+    return not line.strip()
 
 
 @dataclass
@@ -53,6 +66,9 @@ def validate(sequences: Sequence[SequenceIn], limits: ServerConfig) -> None:
     for n, seq in enumerate(sequences):
         if not seq.lines:
             raise InvalidRequest(f"sequence {n} ({seq.id or 'no id'}) has no line")
+        if all(isinstance(line, str) and is_blank(line) for line in seq.lines):
+            raise InvalidRequest(f"sequence {n} ({seq.id or 'no id'}) has only empty or whitespace-only lines; "
+                                 "they are skipped, so nothing is left to score")
         if len(seq.lines) > limits.max_lines_per_sequence:
             raise InvalidRequest(f"sequence {n} has {len(seq.lines)} lines; the limit is {limits.max_lines_per_sequence}")
         for k, line in enumerate(seq.lines):
@@ -123,17 +139,31 @@ class InferenceCore:
         if self.batcher is None:
             raise NotReady(self.load_error or "the model is still loading")
         validate(sequences, self.config)
-        return self.batcher.submit([s.lines for s in sequences], deadline)
+        for seq in sequences:
+            seq.kept = [k for k, line in enumerate(seq.lines) if not is_blank(line)]
+            seq.skipped_empty = len(seq.lines) - len(seq.kept)
+        skipped = sum(s.skipped_empty for s in sequences)
+        if skipped:
+            self.metrics.skipped_empty_lines.inc(skipped)
+        return self.batcher.submit([[s.lines[k] for k in s.kept] for s in sequences], deadline)
 
     def finish(self, sequences: Sequence[SequenceIn], verdicts: Sequence[Verdict]) -> list[VerdictOut]:
         out = []
         for n, (seq, verdict) in enumerate(zip(sequences, verdicts)):
             verdict.id = seq.id or str(n)
+            if seq.kept is not None and seq.skipped_empty:  # evidence indexes the caller's lines
+                verdict.evidence = [seq.kept[i] for i in verdict.evidence]
             out.append(VerdictOut(verdict, seq.key))
         return out
 
+    def timeout_for(self, remaining_s: Optional[float]) -> float:
+        """Seconds a request may wait: its own deadline, or `default_deadline_s` when it has none."""
+        if remaining_s is None or remaining_s > NO_DEADLINE_ABOVE_S:
+            return self.config.default_deadline_s
+        return max(0.0, remaining_s)
+
     def deadline_from(self, remaining_s: Optional[float]) -> float:
-        return time.monotonic() + (remaining_s if remaining_s is not None else self.config.default_deadline_s)
+        return time.monotonic() + self.timeout_for(remaining_s)
 
     def model_info(self) -> dict[str, Any]:
         d = self.detector

@@ -23,8 +23,11 @@ from logllm_plugin.serving.core import (FeedbackUnsupported, InferenceCore, Inva
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "logllm.v1.Inference"
-UNAUTHENTICATED_EXEMPT = ("/grpc.health.v1.Health/",)  # probes must work without the token
+# Probes (grpc_health_probe, kubelet) and tools (grpcurl, which resolves descriptors through
+# reflection even for a health check) must work without the token. Reflection only describes the
+# schema, which is public in proto/; Detect/Analyze/ModelInfo still need the token.
 STREAMING_PREFIXES = ("/grpc.reflection.",)
+UNAUTHENTICATED_EXEMPT = ("/grpc.health.v1.Health/",) + STREAMING_PREFIXES
 
 
 class _Malformed:
@@ -97,9 +100,9 @@ class InferenceServicer:
         if isinstance(request, _Malformed):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         sequences = [SequenceIn(list(s.lines), s.id, s.key) for s in request.sequences]
-        remaining = context.time_remaining()
+        wait_s = self.core.timeout_for(context.time_remaining())
         try:
-            future = self.core.submit(sequences, self.core.deadline_from(remaining))
+            future = self.core.submit(sequences, time.monotonic() + wait_s)
         except InvalidRequest as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except QueueFull as exc:
@@ -107,9 +110,8 @@ class InferenceServicer:
         except (NotReady, BatcherClosed) as exc:
             raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         context.add_callback(future.cancel)  # a caller that hangs up frees its place in the queue
-        wait_s = remaining if remaining is not None else self.core.config.default_deadline_s
         try:
-            verdicts = future.result(timeout=max(0.0, wait_s))
+            verdicts = future.result(timeout=wait_s)
         except (FutureTimeout, DeadlineExpired, CancelledError):
             future.cancel()
             raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the batch was scored") from None
@@ -117,6 +119,9 @@ class InferenceServicer:
             logger.error("Detect failed: %s", exc)
             raise _Abort(grpc.StatusCode.INTERNAL, f"scoring failed: {type(exc).__name__}") from None
         outs = self.core.finish(sequences, verdicts)
+        skipped = sum(s.skipped_empty for s in sequences)
+        if skipped:  # the proto has no field for it; trailing metadata keeps the count visible
+            context.set_trailing_metadata((("logllm-skipped-empty-lines", str(skipped)),))
         return pb.DetectResponse(verdicts=[verdict_message(o) for o in outs],
                                  model_version=self.core.detector.settings.model_version)
 
@@ -191,7 +196,7 @@ def inference_handler(servicer: InferenceServicer, max_request_bytes: int) -> gr
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
-    """Rejects calls without `authorization: Bearer <token>` (health checks excepted)."""
+    """Rejects calls without `authorization: Bearer <token>` (health checks and reflection excepted)."""
 
     def __init__(self, check: TokenCheck, on_reject: Optional[Callable[[str], None]] = None):
         self._check = check

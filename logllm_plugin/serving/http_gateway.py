@@ -6,6 +6,9 @@
     GET  /v1/model (state learning|training|serving, version, history_sequences, last training),
          /v1/model-info, /healthz, /metrics (Prometheus text)
 
+Every path but /healthz needs the token when one is set (`serve --metrics-port` serves /metrics
+without it on a listener of its own). Blank lines are skipped and counted (`skipped_empty_lines`).
+
 Same auth, limits and batching as gRPC: requests go through the same InferenceCore. Errors are
 JSON `{"error": "..."}` with 400 (bad JSON or input), 401, 413, 429 (queue full), 503
 (loading/draining) or 504 (deadline).
@@ -197,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         timeout_s = gateway.core.config.default_deadline_s
         if self.headers.get("X-Timeout-S"):
             try:
-                timeout_s = float(self.headers["X-Timeout-S"])
+                timeout_s = gateway.core.timeout_for(float(self.headers["X-Timeout-S"]))
             except ValueError:
                 raise HttpError(400, "X-Timeout-S must be a number of seconds") from None
         try:
@@ -215,7 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(504, "deadline passed before the batch was scored") from None
         outs = gateway.core.finish(sequences, verdicts)
         return 200, {"verdicts": [verdict_json(o) for o in outs],
-                     "model_version": gateway.core.detector.settings.model_version}
+                     "model_version": gateway.core.detector.settings.model_version,
+                     "skipped_empty_lines": sum(s.skipped_empty for s in sequences)}
 
 
 class HttpGateway:

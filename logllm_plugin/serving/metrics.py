@@ -27,6 +27,9 @@ class ServerMetrics(BatchObserver):
         self.queue_depth = Gauge("logllm_queue_sequences", "Sequences waiting for the model", registry=self.registry)
         self.in_flight = Gauge("logllm_requests_in_flight", "Requests received and not yet answered",
                                ["transport"], registry=self.registry)
+        self.skipped_empty_lines = Counter(
+            "logllm_skipped_empty_lines", "Empty or whitespace-only request lines skipped (not scored)",
+            registry=self.registry)
         self.expired = Counter("logllm_expired_jobs", "Requests skipped because their deadline passed in the queue",
                                registry=self.registry)
 

@@ -55,6 +55,7 @@ class InferenceServer:
         self.health = health.HealthServicer()
         self._grpc: Optional[grpc.Server] = None
         self._http: Optional[HttpGateway] = None
+        self._metrics_http = None
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
@@ -65,6 +66,10 @@ class InferenceServer:
     @property
     def http_port(self) -> Optional[int]:
         return self._http.port if self._http else None
+
+    @property
+    def metrics_port(self) -> Optional[int]:
+        return self._metrics_http.server_port if self._metrics_http else None
 
     @property
     def tls(self) -> bool:
@@ -103,8 +108,12 @@ class InferenceServer:
         if c.http_port is not None:
             self._http = HttpGateway(self.core, self.check, c.host, c.http_port, self._http_tls())
             self._http.start()
+        if c.metrics_port is not None:  # open for Prometheus: counts and latencies, no log content
+            from prometheus_client import start_http_server
+
+            self._metrics_http, _ = start_http_server(c.metrics_port, addr=c.host, registry=self.metrics.registry)
         logger.info("listening", extra={"grpc_port": self.port, "http_port": self.http_port, "tls": self.tls,
-                                        "auth": self.check.enabled})
+                                        "auth": self.check.enabled, "metrics_port": self.metrics_port})
         threading.Thread(target=self._load, name="logllm-load", daemon=True).start()
         return self
 
@@ -163,6 +172,9 @@ class InferenceServer:
         done = self._grpc.stop(grace) if self._grpc else None
         if self._http:
             self._http.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
         if done is not None:
             done.wait()
         self.core.close(timeout_s=grace)

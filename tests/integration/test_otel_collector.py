@@ -26,7 +26,12 @@ def otelcol_binary():
     if find_go() is None:
         pytest.skip("the Go toolchain ('go') is not installed: cannot build the OpenTelemetry Collector "
                     "(scripts/build-otelcol)")
-    return build_collector()
+    from tests.progress import announce
+
+    announce("building the OpenTelemetry Collector (scripts/build-otelcol; cached after the first, ~5 min cold)")
+    binary = build_collector()
+    announce(f"collector ready: {binary}")
+    return binary
 
 
 class OtlpLogsReceiver(logs_service_pb2_grpc.LogsServiceServicer):

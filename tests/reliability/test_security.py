@@ -112,9 +112,9 @@ def test_the_http_gateway_of_a_tls_server_refuses_plaintext_and_enforces_the_tok
 
 
 @pytest.mark.server
-def test_every_grpc_method_but_health_needs_the_token_over_tls(tls_server):
-    """Promise: Analyze, ModelInfo and reflection (not only Detect) answer UNAUTHENTICATED without
-    the token or with a wrong one; with it they work; health needs none."""
+def test_every_grpc_method_but_health_and_reflection_needs_the_token_over_tls(tls_server):
+    """Promise: Analyze and ModelInfo (not only Detect) answer UNAUTHENTICATED without the token or
+    with a wrong one; with it they work; health and reflection (probes, grpcurl) need none."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -128,8 +128,6 @@ def test_every_grpc_method_but_health_needs_the_token_over_tls(tls_server):
         calls = {
             "Analyze": lambda md: analyze(pb.AnalyzeRequest(sequence=pb.Sequence(lines=PII_LINES)), timeout=10, metadata=md),
             "ModelInfo": lambda md: info(pb.ModelInfoRequest(), timeout=10, metadata=md),
-            "reflection": lambda md: list(reflect.ServerReflectionInfo(
-                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10, metadata=md)),
         }
         for name, call in calls.items():
             for metadata in ((), (("authorization", f"Bearer {WRONG_TOKEN}"),), (("authorization", TOKEN),)):
@@ -137,6 +135,9 @@ def test_every_grpc_method_but_health_needs_the_token_over_tls(tls_server):
                     call(metadata)
                 assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
             assert call((("authorization", f"Bearer {TOKEN}"),)), name
+        listed = list(reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+        assert "logllm.v1.Inference" in {s.name for s in listed[0].list_services_response.service}
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
         assert status == health_pb2.HealthCheckResponse.SERVING
 

@@ -53,9 +53,13 @@ class LocalStack:
 def _started(service: str):
     if shutil.which("java") is None:
         pytest.fail(f"{service} tests need Java 17 (apt-get install openjdk-17-jdk-headless): none on PATH")
+    from tests.progress import announce
+
     stack = LocalStack(service)
+    announce(f"starting {service} (scripts/local-stack: downloads from Maven Central on the first run)")
     try:
         url = stack.up()
+        announce(f"{service} up at {url}")
     except BaseException:
         stack.down()
         raise
