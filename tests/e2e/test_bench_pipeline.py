@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import resource
 
 import pytest
 from click.testing import CliRunner
@@ -21,25 +22,35 @@ def restore_torch_threads():
 
 def test_bench_pipeline_json_holds_the_figures_the_benchmarks_issue_asks_for(seed_model_dir, restore_torch_threads):
     model, data = seed_model_dir, DATA / "hdfs_400.log"
+    rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the bench runs in this process
     result = CliRunner().invoke(main, ["bench", "pipeline", "--model", str(model), "--data", str(data),
                                        "--key-regex", r"blk_-?\d+", "--repeat", "2", "--batch", "16",
                                        "--threads", "1", "--json"])
+    rss_after_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     detect = CliRunner().invoke(main, ["detect", "--model", str(model), "--input", str(data),
                                        "--key-regex", r"blk_-?\d+", "--show", "jsonl"])
     verdicts = [json.loads(line) for line in detect.stdout.splitlines() if line.startswith("{")]
-    assert figures["lines"] == len(data.read_text(encoding="utf-8").splitlines())
+    lines = len(data.read_text(encoding="utf-8").splitlines())
+    assert figures["lines"] == lines
     assert figures["sequences"] == len(verdicts)
     assert figures["anomalous_sequences"] == sum(v["label"] == "anomalous" for v in verdicts)
-    for key in ("lines_per_s", "baseline_lines_per_s", "cold_lines_per_s", "p99_ms", "peak_rss_mb"):
-        assert figures[key] > 0, key
+    # Throughput is the lines over the median warm pass (two passes: their mean), to the rounding
+    # of the pass times (1 ms).
     assert len(figures["warm_pass_s"]) == 2
-    assert figures["ratio_to_baseline"] == round(figures["lines_per_s"] / figures["baseline_lines_per_s"], 3) or \
-        abs(figures["ratio_to_baseline"] - figures["lines_per_s"] / figures["baseline_lines_per_s"]) < 0.01
-    assert figures["p50_ms"] <= figures["p99_ms"]
+    median_s = sum(figures["warm_pass_s"]) / 2
+    assert lines / (median_s + 0.001) <= figures["lines_per_s"] <= lines / max(median_s - 0.001, 1e-6)
+    assert figures["ratio_to_baseline"] == pytest.approx(figures["lines_per_s"] / figures["baseline_lines_per_s"],
+                                                         abs=0.002)
+    # The cold pass embeds each distinct masked line with MiniLM; the warm ones find them cached.
+    assert figures["cold_lines_per_s"] < figures["lines_per_s"]
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert rss_before_mb - 1 <= figures["peak_rss_mb"] <= rss_after_mb + 1  # ru_maxrss of this very process
     assert figures["torch_threads"] == 1
-    assert set(figures["meets_targets"]) == {"lines_per_s", "ratio_to_baseline", "peak_rss_mb"}
+    assert figures["meets_targets"] == {name: (figures[name] <= target if name == "peak_rss_mb" else figures[name] >= target)
+                                        for name, target in figures["targets"].items()}
+    assert figures["targets"] == {"lines_per_s": 20_000, "ratio_to_baseline": 0.3, "peak_rss_mb": 1_500}  # the README's
 
 
 def test_bench_pipeline_refuses_a_missing_data_file(tmp_path):

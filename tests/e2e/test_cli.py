@@ -54,13 +54,41 @@ def test_eval_json_last_line_holds_the_figures_and_the_baseline(trained, tmp_pat
                                        "--json", "--report", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("precision", "recall", "f1", "accuracy", "pr_auc"):
-        assert 0.0 <= figures[key] <= 1.0
+    # Recomputed here from `detect`'s verdicts (a separate command) and the file's own labels.
+    labels = {row["id"]: row["label"] for row in map(json.loads, (DATA / "seed_test.jsonl").read_text().splitlines())}
+    detected = CliRunner().invoke(main, ["detect", "--model", str(trained), "--input", str(DATA / "seed_test.jsonl"),
+                                         "--show", "jsonl"])
+    verdicts = [json.loads(x) for x in detected.stdout.splitlines() if x.startswith("{")]
+    flagged = {v["id"]: v["label"] == "anomalous" for v in verdicts}
+    tp = sum(flagged[i] and labels[i] == 1 for i in labels)
+    fp = sum(flagged[i] and labels[i] == 0 for i in labels)
+    fn = sum(not flagged[i] and labels[i] == 1 for i in labels)
+    tn = len(labels) - tp - fp - fn
+    assert (figures["tp"], figures["fp"], figures["fn"], figures["tn"]) == (tp, fp, fn, tn)
+    assert figures["precision"] == pytest.approx(tp / (tp + fp), abs=1e-4)
+    assert figures["recall"] == pytest.approx(tp / (tp + fn), abs=1e-4)
+    assert figures["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-4)
+    assert figures["accuracy"] == pytest.approx((tp + tn) / len(labels), abs=1e-4)
+    assert figures["pr_auc"] == pytest.approx(average_precision(verdicts, labels), abs=0.01)
     assert figures["f1"] > 0.9
     assert figures["baseline"]["kind"].startswith("logistic regression")
     assert figures["n"] == 200
     assert (tmp_path / "report" / "pr_curve.png").stat().st_size > 1000
     assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def average_precision(verdicts, labels) -> float:
+    """Area under the precision-recall steps, by hand: sum over the anomalies, ranked by score, of
+    the precision at each (ties counted together, as a threshold cannot split them)."""
+    ranked = sorted(verdicts, key=lambda v: -v["score"])
+    positives = sum(labels.values())
+    total, seen, hits, k = 0.0, 0, 0, 0
+    while k < len(ranked):
+        tie = [v for v in ranked[k:] if v["score"] == ranked[k]["score"]]
+        new_hits = sum(labels[v["id"]] for v in tie)
+        seen, hits, k = seen + len(tie), hits + new_hits, k + len(tie)
+        total += new_hits / positives * (hits / seen)
+    return total
 
 
 def test_detect_writes_one_verdict_per_sequence(trained, tmp_path):

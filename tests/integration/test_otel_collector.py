@@ -2,13 +2,14 @@
 
 file_log receiver (a temp file, start_at: beginning) -> batch -> otlp_grpc exporter -> a Python
 OTLP/gRPC LogsService receiver started here on port 0. The binary is built once per session by
-scripts/build-otelcol (cached outside the repository; a cold build takes minutes); the tests skip
-only when Go is not installed.
+scripts/build-otelcol (cached outside the repository; a cold build takes minutes). Without Go they
+fail under CI=true, and skip with the reason elsewhere (tests/conftest.py `require`).
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from concurrent import futures
 
 import grpc
@@ -17,15 +18,15 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 
 from collectors.otel.bridge import any_value_text
 from collectors.otel.collector_process import CollectorProcess, build_collector, find_go, free_port
+from tests.conftest import require
 
 pytestmark = pytest.mark.collector
 
 
 @pytest.fixture(scope="session")
 def otelcol_binary():
-    if find_go() is None:
-        pytest.skip("the Go toolchain ('go') is not installed: cannot build the OpenTelemetry Collector "
-                    "(scripts/build-otelcol)")
+    require(find_go(), "the Go toolchain ('go' on PATH, /usr/local/go/bin/go or GO=PATH) to build the "
+                       "OpenTelemetry Collector (scripts/build-otelcol)")
     from tests.progress import announce
 
     announce("building the OpenTelemetry Collector (scripts/build-otelcol; cached after the first, ~5 min cold)")
@@ -363,9 +364,15 @@ def test_killing_and_restarting_the_bridge_mid_stream_loses_nothing(otelcol_bina
     bodies = out.bodies()
     missing = set(lines) - set(bodies)
     assert not missing, f"{len(missing)} lines lost; collector log:\n{col.log_text()[-4000:]}"
-    # At-least-once: lines the killed bridge had taken but not yet acknowledged may come twice.
-    duplicates = len(bodies) - len(set(bodies))
-    assert duplicates <= 120, duplicates
+    # At-least-once: only lines the killed bridge had taken (the first 120, written before the kill)
+    # may come twice, from its spool's replay; never three times, and the lines written while it
+    # was down reach the restarted bridge only through the collector's retries: exactly once each.
+    counts = Counter(bodies)
+    assert max(counts.values()) <= 2, counts.most_common(3)
+    twice = {line for line, n in counts.items() if n == 2}
+    assert twice <= set(lines[:120]), sorted(twice - set(lines[:120]))[:3]
+    assert all(counts[line] == 1 for line in lines[120:])
+    assert len(bodies) == len(lines) + len(twice)
 
 
 # The collector parses "seq=<id> <message>" lines: the id becomes the attribute the bridge keys

@@ -1,7 +1,8 @@
 """Quality on the real labeled datasets, through the CLI only (the issue's 'must show').
 
-Needs ../shared/datasets, which exists on the project's machines and in CI but not in a user's
-clone; there the tests are skipped with that reason. Slow: each trains a real default-size model.
+Needs ../shared/datasets (or SHARED_DATASETS=DIR), which exists on the project's machines and in CI
+but not in a user's clone: there the tests skip with that reason, under CI=true they fail (the
+`shared_data` marker, tests/conftest.py). Slow: each trains a real default-size model.
 """
 from __future__ import annotations
 
@@ -13,11 +14,7 @@ import pytest
 
 from tests.conftest import REPO, SHARED
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.shared_data,
-    pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/datasets (present on project machines and CI only)"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data()]
 
 
 def _cli(*args: str) -> str:
@@ -28,9 +25,17 @@ def _cli(*args: str) -> str:
 
 
 def train_and_eval(tmp_path, train_args: list[str], eval_args: list[str]) -> dict:
-    model = str(tmp_path / "model")
-    _cli("train", "small", *train_args, "--out", model)
-    return json.loads(_cli("eval", "--model", model, *eval_args, "--json").strip().splitlines()[-1])
+    """eval's JSON figures, with the trained model's metrics.json under "trained"."""
+    model = tmp_path / "model"
+    _cli("train", "small", *train_args, "--out", str(model))
+    figures = json.loads(_cli("eval", "--model", str(model), *eval_args, "--json").strip().splitlines()[-1])
+    return {**figures, "trained": json.loads((model / "metrics.json").read_text())}
+
+
+def labels_in(path) -> list[int]:
+    """The label of every sequence in a sequence JSONL file, in file order (read here, not by the code under test)."""
+    with open(path, encoding="utf-8") as rows:
+        return [int(json.loads(row)["label"]) for row in rows if row.strip()]
 
 
 def test_hdfs_blocks_own_split_reaches_the_template_ceiling(tmp_path):
@@ -55,13 +60,32 @@ def test_seed_synthetic_validation_to_test(tmp_path):
     assert m["f1"] >= m["baseline"]["f1"], m
 
 
-@pytest.mark.parametrize("name, rel, train_sel, eval_sel", [
-    ("bgl_2k", "bgl_2k/sequences_win20.jsonl", ["--train-range", "0:0.7"], ["--range", "0.7:1"]),
-    ("hdfs_2k_raw", "hdfs_2k_raw/sequences.jsonl", ["--train-range", "0:0.7"], ["--range", "0.7:1"]),
-    ("openstack", "openstack_loghub_instances/sequences.jsonl", ["--shuffle-seed", "7", "--train-range", "0:0.7"],
-     ["--shuffle-seed", "7", "--range", "0.7:1"]),
+def test_bgl_2k_windows_beat_the_in_run_baseline(tmp_path):
+    data = str(SHARED / "bgl_2k" / "sequences_win20.jsonl")
+    m = train_and_eval(tmp_path, ["--train", data, "--train-range", "0:0.7"], ["--data", data, "--range", "0.7:1"])
+    assert m["baseline"]["f1"] > 0.5, m  # a baseline that finds something: the comparison means something
+    assert m["f1"] >= m["baseline"]["f1"], m
+
+
+@pytest.mark.parametrize("name, rel, selection", [
+    ("hdfs_2k_raw", "hdfs_2k_raw/sequences.jsonl", []),
+    ("openstack", "openstack_loghub_instances/sequences.jsonl", ["--shuffle-seed", "7"]),
 ])
-def test_never_worse_than_the_in_run_baseline(tmp_path, name, rel, train_sel, eval_sel):
+def test_sets_too_weak_to_learn_still_split_70_30_and_report_the_test_part_exactly(tmp_path, name, rel, selection):
+    """hdfs_2k_raw (1-2 line fragments: `data check` puts the template-only F1 ceiling at 0.17) and
+    openstack (weak per-instance labels) teach neither model nor baseline anything (README), so no
+    F1 is promised. What is: the 70% / 30% selections are disjoint and cover the file, and eval's
+    counts and figures are those of the test part's labels."""
     data = str(SHARED / rel)
-    m = train_and_eval(tmp_path, ["--train", data, *train_sel], ["--data", data, *eval_sel])
-    assert m["f1"] >= m["baseline"]["f1"], (name, m)
+    m = train_and_eval(tmp_path, ["--train", data, *selection, "--train-range", "0:0.7"],
+                       ["--data", data, *selection, "--range", "0.7:1"])
+    labels = labels_in(data)
+    assert m["trained"]["train_sequences"] + m["trained"]["valid_sequences"] + m["n"] == len(labels), (name, m)
+    assert m["n"] == len(labels) - round(len(labels) * 0.7), (name, m)
+    if not selection:  # file order: the test part is the last 30% of the file
+        assert m["anomalies"] == sum(labels[round(len(labels) * 0.7):]), (name, m)
+    assert m["trained"]["train_anomalies"] + m["anomalies"] <= sum(labels), (name, m)
+    for figures in (m, m["baseline"]):
+        assert figures["tp"] + figures["fn"] == m["anomalies"] and figures["fp"] + figures["tn"] == m["n"] - m["anomalies"]
+        tp, fp, fn = figures["tp"], figures["fp"], figures["fn"]
+        assert figures["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp else 0.0, abs=1e-4), (name, figures)

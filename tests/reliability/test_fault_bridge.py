@@ -25,7 +25,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 
 from collectors.otel.bridge import OtlpBridge
 from collectors.otel.spool import Spool, SpoolWriteError
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 from tests.reliability.conftest import wait_for
 from tests.reliability.test_fuzz_otlp_bridge import Receiver, attr
 
@@ -116,11 +116,11 @@ def test_a_slow_downstream_pushes_back_with_unavailable_and_loses_nothing(tmp_pa
     assert all(got[f"svc-{k}"] == list(range(150)) for k in range(4))
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
 def test_a_full_disk_answers_unavailable_and_nothing_is_lost_once_space_returns(tmp_path):
     """Promise: when a spool write fails with ENOSPC (the segment file is /dev/full), Export answers
     UNAVAILABLE naming the problem (never UNKNOWN, which the collector would drop), the bridge keeps
     running, and once the disk has room the retried request and later ones arrive exactly once."""
+    require(Path("/dev/full").exists(), "/dev/full (the device that simulates a full disk)")
     receiver = Receiver()
     spool_dir = tmp_path / "spool"
     bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}", scorer=fake_scorer,
@@ -178,7 +178,7 @@ def test_a_checkpoint_that_cannot_be_written_delays_truncation_but_not_forwardin
 @contextlib.contextmanager
 def read_only(directory: Path):
     """Make `directory` read-only for this process: permission bits for a normal user; root ignores
-    those, so as root a read-only bind mount (skipped where mounting is not allowed)."""
+    those, so as root a read-only bind mount (a missing prerequisite where mounting is not allowed)."""
     if os.geteuid() != 0:
         directory.chmod(0o555)
         try:
@@ -187,12 +187,12 @@ def read_only(directory: Path):
             directory.chmod(0o755)
         return
     mounted = subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("running as root where a read-only bind mount is not allowed")
+    require(mounted.returncode == 0, "the right to bind-mount (CAP_SYS_ADMIN) when tests run as root: root ignores "
+            f"permission bits, so a read-only directory needs a read-only mount ({mounted.stderr.decode().strip()})")
     try:
         remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(directory)], capture_output=True)
-        if remount.returncode != 0:
-            pytest.skip("running as root where a read-only remount is not allowed")
+        require(remount.returncode == 0, "the right to remount read-only (CAP_SYS_ADMIN) when tests run as root "
+                f"({remount.stderr.decode().strip()})")
         yield "Read-only file system"
     finally:
         subprocess.run(["umount", str(directory)], capture_output=True)

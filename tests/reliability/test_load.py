@@ -72,12 +72,18 @@ def test_a_full_processor_queue_never_blocks_the_application_and_loses_nothing()
     assert processor.stats.queue_full == sum(1 for a in out if a["logllm.status"] == "rejected")
 
 
-def test_concurrent_mixed_traffic_against_a_small_queue_gets_only_defined_answers(start_server, seed_sequences):
+def test_concurrent_mixed_traffic_against_a_small_queue_gets_only_defined_answers(start_server, seed_sequences,
+                                                                                  seed_model_dir):
     """Promise: 16 clients sending valid and malformed Detect requests as fast as they can to a server
     whose queue holds 8 sequences each get, for every request, OK with one verdict per sequence,
     RESOURCE_EXHAUSTED (queue full, retryable) or INVALID_ARGUMENT (malformed), never anything else;
-    the queue never exceeds its bound; and the server still answers afterwards."""
-    server = start_server(max_queue_sequences=8, max_batch_sequences=4, max_wait_ms=2)
+    the queue never exceeds its bound; and the server still answers afterwards. The model is held
+    until the queue has overflowed once, so a full queue is certainly met, not left to timing."""
+    from logllm_plugin.detector import Detector
+    from tests.integration.conftest import GatedDetector
+
+    gated = GatedDetector(Detector.load(seed_model_dir, device="cpu"))
+    server = start_server(loader=lambda: gated, max_queue_sequences=8, max_batch_sequences=4, max_wait_ms=2)
     good = [pb.DetectRequest(sequences=[pb.Sequence(lines=s.lines) for s in seed_sequences[k:k + 3]]).SerializeToString()
             for k in range(0, 30, 3)]
     bad = [b"\xff\x00 not a request", pb.DetectRequest().SerializeToString(),
@@ -106,6 +112,8 @@ def test_concurrent_mixed_traffic_against_a_small_queue_gets_only_defined_answer
                         unexpected.append(("OK", is_bad, len(response.verdicts)))
                 except grpc.RpcError as exc:
                     code = exc.code().name
+                    if code == "RESOURCE_EXHAUSTED":
+                        gated.gate.set()  # the queue overflowed: let the model work again
                     if code not in ("RESOURCE_EXHAUSTED", "INVALID_ARGUMENT") or \
                             (code == "INVALID_ARGUMENT") != is_bad:
                         unexpected.append((code, is_bad, exc.details()))
@@ -120,8 +128,10 @@ def test_concurrent_mixed_traffic_against_a_small_queue_gets_only_defined_answer
     for t in threads:
         t.join(120)
     done.set()
+    gated.gate.set()
     assert not unexpected, unexpected[:5]
-    assert sum(codes.values()) == 16 * 20 and codes.get("OK") and codes.get("INVALID_ARGUMENT")
+    assert sum(codes.values()) == 16 * 20
+    assert codes.get("OK") and codes.get("INVALID_ARGUMENT") and codes.get("RESOURCE_EXHAUSTED"), codes
     assert peak[0] <= 8
     wait_for(lambda: server.core.batcher.queued_sequences == 0, 10, "an empty queue")
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:

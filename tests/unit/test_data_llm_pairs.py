@@ -8,7 +8,7 @@ import pytest
 from logllm_plugin.analyzers.prompt import parse_answer
 from logllm_plugin.data.generate import GenerateOptions, generate
 from logllm_plugin.data.io import write_jsonl
-from trainers.llm_pairs import chat_rows, knowledge_base_suggestions
+from trainers.llm_pairs import chat_rows
 from logllm_plugin.readers import read_sequences
 from trainers.llm_data import LLMTrainingError, build_pairs
 
@@ -31,9 +31,27 @@ def test_one_chat_row_per_anomaly_in_train_llm_format(sequences):
         assert row["messages"][:2] == pair.messages  # the very prompt train llm and the analyzer use
 
 
+# The generated categories the knowledge base has a class for (all but concurrency_conflict).
+KB_CATEGORIES = {"cascading_failure", "auth_error", "resource_exhaustion", "timeout", "data_format_error",
+                 "configuration_error", "database_error"}
+
+
+def shipped_advice() -> dict[str, str]:
+    """Each class's suggestion as the shipped YAML spells it, read here with plain yaml (whitespace
+    folded as in the answer), not through the loader the code under test uses."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    classes = yaml.safe_load((REPO / "configs" / "knowledge_base.yaml").read_text(encoding="utf-8"))["classes"]
+    return {c["name"]: " ".join(c["suggestion"].split()) for c in classes}
+
+
 def test_answers_parse_and_carry_category_explanation_evidence_and_kb_advice(sequences):
-    kb = knowledge_base_suggestions()
+    advice = shipped_advice()
+    assert KB_CATEGORIES <= set(advice) and "concurrency_conflict" not in advice
     by_id = {s.id: s for s in sequences}
+    seen = set()
     for row in chat_rows(sequences):
         seq = by_id[row["id"]]
         answer = json.loads(row["messages"][-1]["content"])
@@ -41,10 +59,14 @@ def test_answers_parse_and_carry_category_explanation_evidence_and_kb_advice(seq
         assert answer["category"] == seq.category == row["category"]
         assert answer["summary"] == seq.explanation
         assert answer["evidence"] == [i for i, x in enumerate(seq.line_labels) if x]
-        if seq.category in kb:
-            assert answer["suggestion"] == kb[seq.category]
-        else:
-            assert answer["suggestion"]  # concurrency_conflict: the templated advice
+        seen.add(seq.category)
+        if seq.category in KB_CATEGORIES:
+            assert answer["suggestion"] == advice[seq.category]
+        else:  # concurrency_conflict: advice templated from the category and the first evidence line
+            assert seq.category == "concurrency_conflict"
+            assert answer["suggestion"].startswith(f"Investigate the concurrency conflict starting at line "
+                                                   f"{answer['evidence'][0]};"), answer
+    assert seen == KB_CATEGORIES | {"concurrency_conflict"}  # 120 sequences hold every category
 
 
 def test_data_without_anomalies_gives_no_pairs_and_says_why(sequences):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, require_module
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+torch = require_module("torch", "torch (a core dependency)")
+require_module("peft", "peft for LoRA training (pip install -e '.[dev]' or '.[llm]')")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny_dir and one_thread: tests/unit/conftest.py
@@ -100,7 +100,10 @@ def test_lora_training_lowers_loss_and_saved_adapter_changes_outputs(tiny_dir, s
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["loss_history"] == losses and metrics["valid"]["evaluated"] == 2
-    assert 0.0 <= metrics["valid"]["json_valid_rate"] <= 1.0
+    # Four new tokens cannot hold the answer schema's JSON object: every held-out answer is invalid,
+    # and an invalid answer names no category either (evaluate_answers' counting: the next test).
+    assert (metrics["valid"]["json_valid_rate"], metrics["valid"]["category_accuracy"]) == (0.0, 0.0)
+    assert metrics["valid"]["loss"] > 0
     assert json.loads((out / "adapter_config.json").read_text())["target_modules"]
 
     probe = torch.tensor([list(range(5, 40))])
@@ -116,6 +119,34 @@ def test_lora_training_lowers_loss_and_saved_adapter_changes_outputs(tiny_dir, s
     assert not list((out / "merged").glob("*.bin"))
 
 
+def test_held_out_answers_count_as_valid_only_when_they_parse_and_as_correct_only_with_the_right_category(
+        monkeypatch):
+    """evaluate_answers on scripted generations (a fake beside the real run above): one valid answer
+    with the right category, one valid with a wrong category, one not JSON, one missing fields."""
+    from logllm_plugin.analyzers import qwen
+    from logllm_plugin.analyzers.prompt import answer_json
+    from logllm_plugin.records import LogSequence
+    from trainers.llm import evaluate_answers
+    from trainers.llm_data import build_pairs
+
+    seqs = [LogSequence(id=str(i), lines=["a ok", "b ERROR disk full", "c ok"], label=1, category="storage")
+            for i in range(4)]
+    pairs = build_pairs(seqs)
+    right = answer_json(pairs[0].answer)
+    wrong = answer_json({**pairs[0].answer, "category": "network"})
+    texts = iter([right, wrong, "the disk is full", '{"category": "storage"}'])
+    monkeypatch.setattr(qwen, "generate_answers", lambda model, tokenizer, conversations, **kw: [
+        qwen.Generated(text=next(texts), finished=True, timed_out=False) for _ in conversations])
+
+    class Tokenizer:
+        padding_side = "right"
+
+    tokenizer = Tokenizer()
+    result = evaluate_answers(object(), tokenizer, pairs, device="cpu", max_new_tokens=8, batch_size=3)
+    assert result == {"evaluated": 4, "json_valid_rate": 0.5, "category_accuracy": 0.25}
+    assert tokenizer.padding_side == "right"  # restored after left-padded generation
+
+
 def test_config_rejects_impossible_values():
     from trainers.llm import LLMTrainConfig
     from trainers.llm_data import LLMTrainingError
@@ -125,10 +156,11 @@ def test_config_rejects_impossible_values():
             LLMTrainConfig(**bad)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 @pytest.mark.parametrize("method", ["qlora", "unsloth"])
-def test_gpu_methods_without_cuda_give_one_clear_line(tiny_dir, tmp_path, method):
+def test_gpu_methods_without_cuda_give_one_clear_line(tiny_dir, tmp_path, method, monkeypatch):
     from click.testing import CliRunner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the message of a machine without CUDA, here too
 
     importlib.import_module("logllm_plugin.cli_llm")  # registers `dev` and `train llm` on main
     from logllm_plugin.cli import main

@@ -15,11 +15,32 @@ def rec(message: str, key: str | None = None, t: float | None = None, **kw: obje
     return LogRecord(message=message, key=key, timestamp_s=t, **kw)  # type: ignore[arg-type]
 
 
-def test_default_config_matches_the_design() -> None:
-    cfg = SequencerConfig()
-    assert (cfg.max_lines, cfg.min_lines, cfg.idle_s, cfg.max_age_s) == (15, 6, 2.0, 30.0)
-    assert cfg.max_open_sequences == 10000
-    assert cfg.key_attributes == ("service.name", "host.name")
+def test_a_default_sequencer_behaves_as_the_readme_and_plugin_yaml_describe() -> None:
+    """The defaults as the user documentation states them (README "Record JSONL": closing at 15
+    lines, keyed by service.name + host.name; configs/plugin.yaml: under 6 lines is short, 2 s idle,
+    30 s old, 10,000 open), checked through what a default Sequencer does, not its fields."""
+    seq = Sequencer()
+    record = lambda n, t, **attrs: rec(f"line {n}", t=t, attributes={"service.name": "api", "host.name": "h1", **attrs})
+    closed = [s for n in range(16) for s in seq.add(record(n, t=100.0 + 0.1 * n))]
+    assert [(s.id, len(s.lines), s.short) for s in closed] == [("api|h1#0", 15, False)]  # full at 15
+    assert seq.flush_expired(101.5 + 1.99) == []  # the 16th line (t=101.5) is not idle yet...
+    (idle,) = seq.flush_expired(101.5 + 2.0)  # ...at 2 s it is, and one line is short
+    assert (idle.id, idle.lines, idle.short) == ("api|h1#1", ["line 15"], True)
+
+    seq.add(record(0, t=200.0, **{"host.name": "h2"}))
+    seq.add(record(1, t=170.5, **{"host.name": "h2"}))  # a line stamped 29.5 s earlier arrives late
+    assert seq.flush_expired(200.4) == []  # 0.4 s idle, 29.9 s old
+    (old,) = seq.flush_expired(200.5)  # 30 s old: closed, however recently it was active
+    assert (old.id, len(old.lines), seq.stats.closed_age) == ("api|h2#0", 2, 1)
+    for n, count in ((5, True), (6, False)):  # below 6 lines a sequence is short, at 6 it is not
+        for k in range(n):
+            seq.add(rec(f"x{k}", key=f"k{n}", t=300.0))
+        (cut,) = seq.flush_expired(302.0)
+        assert (len(cut.lines), cut.short) == (n, count)
+
+    crowd = Sequencer()
+    pressured = [s for n in range(10_001) for s in crowd.add(rec("m", key=f"trace-{n}", t=0.0))]
+    assert [s.id for s in pressured] == ["trace-0#0"]  # the 10,001st open sequence pushes out the oldest
 
 
 def test_invalid_config_reports_every_problem_at_once() -> None:

@@ -5,16 +5,13 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 
 GENERATED = REPO / "logllm_plugin" / "proto"
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path):
-    if shutil.which("bash") is None:
-        pytest.skip("bash is needed to run scripts/generate-stubs")
+    require(shutil.which("bash"), "bash (runs scripts/generate-stubs)")
     done = subprocess.run(["bash", str(REPO / "scripts" / "generate-stubs"), str(tmp_path)],
                           env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 
 LOCAL_STACK = REPO / "scripts" / "local-stack"
 
@@ -51,8 +51,8 @@ class LocalStack:
 
 
 def _started(service: str):
-    if shutil.which("java") is None:
-        pytest.fail(f"{service} tests need Java 17 (apt-get install openjdk-17-jdk-headless): none on PATH")
+    require(shutil.which("java"), f"Java 17 for the {service} tests (apt-get install openjdk-17-jdk-headless): "
+                                  "none on PATH")
     from tests.progress import announce
 
     stack = LocalStack(service)
