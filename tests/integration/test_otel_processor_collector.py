@@ -29,7 +29,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from collectors.otel.collector_process import CollectorProcess, build_collector, find_go, free_port
-from tests.conftest import DATA, REPO
+from tests.conftest import require, DATA, REPO
 from tests.integration.test_otel_collector import OtlpLogsReceiver, ordered_exporter
 
 pytestmark = pytest.mark.collector
@@ -37,11 +37,7 @@ CLI = [sys.executable, "-m", "logllm_plugin"]
 
 
 def go_or_skip():
-    if find_go() is None:
-        message = "the Go toolchain ('go') is not installed: cannot build the collector with the logllm processor"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(find_go(), "the Go toolchain ('go'): to build the collector with the logllm processor")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ import urllib.request
 import grpc
 import pytest
 
+from tests.conftest import require
+
 from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from tests.integration.test_serve_process import ServeProcess
 
@@ -109,12 +111,8 @@ GRPCURL = shutil.which("grpcurl") or os.path.expanduser("~/.cache/logllm-ci/gobi
 @pytest.fixture()
 def grpcurl():
     """`make test` installs grpcurl (Go) into ~/.cache/logllm-ci/gobin; under CI=true it must be there."""
-    if not os.path.exists(GRPCURL):
-        reason = ("grpcurl not installed: make test installs it (go install "
-                  "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 with GOBIN=~/.cache/logllm-ci/gobin)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(os.path.exists(GRPCURL), "grpcurl: make test installs it (go install "
+            "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 with GOBIN=~/.cache/logllm-ci/gobin)")
     return GRPCURL
 
 

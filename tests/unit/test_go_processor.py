@@ -11,10 +11,9 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from collectors.otel.collector_process import find_go
-from tests.conftest import REPO
+from tests.conftest import require, REPO
 
 MODULE = REPO / "collectors" / "otel" / "logllmprocessor"
 STUBS = MODULE / "internal" / "logllmv1"
@@ -22,11 +21,7 @@ STUBS = MODULE / "internal" / "logllmv1"
 
 def go_or_skip() -> str:
     go = find_go()
-    if go is None:
-        message = "the Go toolchain ('go') is not installed: cannot test collectors/otel/logllmprocessor"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(go, "the Go toolchain ('go'): to test collectors/otel/logllmprocessor")
     return go
 
 
