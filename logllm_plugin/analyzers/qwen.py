@@ -51,23 +51,104 @@ def resolve_device(device: str) -> str:
     return device
 
 
+# What an adapter's base must share with the model it is loaded onto (written by `train llm`).
+BASE_FINGERPRINT_FILE = "logllm_base.json"
+_FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "intermediate_size", "vocab_size")
+
+
+def base_fingerprint(config) -> dict[str, Any]:
+    """The architecture figures of a model config that an adapter depends on."""
+    values = config if isinstance(config, dict) else config.to_dict()
+    return {k: values.get(k) for k in _FINGERPRINT_KEYS}
+
+
+def check_chat_model_dir(model_path: Path, what: str, error: type[Exception]) -> None:
+    """Raise `error` naming the problem when `model_path` is not a loadable local chat model.
+
+    Checked before any from_pretrained so that a wrong directory costs no load and never
+    reaches pickle (.bin) or the hub: config.json, safetensors weights, a tokenizer with a chat template.
+    """
+    import json
+
+    if not model_path.is_dir():
+        raise error(f"{what} directory {model_path} does not exist")
+    ggufs = sorted(p.name for p in model_path.glob("*.gguf"))
+    if not (model_path / "config.json").is_file():
+        if ggufs:
+            raise error(f"{what} directory {model_path} holds only GGUF weights ({', '.join(ggufs)}): convert them "
+                        f"to a safetensors model directory with `logllm-plugin dev small-llm --gguf "
+                        f"{model_path / ggufs[0]} --out DIR`")
+        raise error(f"{what} directory {model_path} has no config.json (not a local model checkout)")
+    require_safetensors_weights(model_path, what, error)
+    template_file = model_path / "chat_template.jinja"
+    tokenizer_config = model_path / "tokenizer_config.json"
+    has_template = template_file.is_file() or (model_path / "chat_template.json").is_file()
+    if not has_template and tokenizer_config.is_file():
+        try:
+            has_template = bool(json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template"))
+        except (OSError, ValueError):
+            has_template = False
+    if not tokenizer_config.is_file() and not (model_path / "tokenizer.json").is_file():
+        raise error(f"{what} directory {model_path} has no tokenizer (tokenizer.json / tokenizer_config.json)")
+    if not has_template:
+        raise error(f"the tokenizer in {model_path} has no chat template (chat_template.jinja or "
+                    "tokenizer_config.json's chat_template): use an instruct/chat model")
+
+
+def check_adapter_fits(adapter_path: Path, model_config, error: type[Exception]) -> None:
+    """Raise `error` when the adapter was trained on a base with another architecture."""
+    import json
+
+    fingerprint_file = adapter_path / BASE_FINGERPRINT_FILE
+    if not fingerprint_file.is_file():
+        return  # adapters from elsewhere: peft's own shape check (wrapped by the caller) decides
+    try:
+        trained_on = json.loads(fingerprint_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"adapter {adapter_path}: {BASE_FINGERPRINT_FILE} is unreadable ({exc})") from None
+    here = base_fingerprint(model_config)
+    differ = [f"{k} {trained_on.get(k)} vs {here.get(k)}" for k in _FINGERPRINT_KEYS if trained_on.get(k) != here.get(k)]
+    if differ:
+        raise error(f"adapter {adapter_path} was trained for another base model ({'; '.join(differ)}; "
+                    "adapter vs this base): pass the --llm/--base it was trained on")
+
+
+def quantize_int8(model):
+    """Every linear layer int8 with one scale per output channel (per-tensor scales garble SmolLM2's answers)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao's deprecation notice, once per layer
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
+
+
 def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path, None] = None,
-                    device: str = "auto", load_in_4bit: bool = False, trainable: bool = False):
-    """(model, tokenizer, device) from local directories: base weights, optional peft adapter."""
+                    device: str = "auto", load_in_4bit: bool = False, trainable: bool = False,
+                    quantize: str = "none"):
+    """(model, tokenizer, device) from local directories: base weights, optional peft adapter.
+
+    `quantize="int8"` (CPU inference only): the adapter is merged into the weights and every
+    linear layer is quantised to int8 per output channel (torch dynamic quantisation). Decoding on a CPU is bound by
+    reading the weights, so a quarter of the bytes is about 2.5x faster (measured on SmolLM2).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_path = Path(model_dir)
-    if not (model_path / "config.json").is_file():
-        raise QwenUnavailable(f"model directory {model_path} has no config.json (not a local model checkout)")
+    check_chat_model_dir(model_path, "model", QwenUnavailable)
     adapter_path = Path(adapter_dir) if adapter_dir else None
     if adapter_path is not None and not (adapter_path / "adapter_config.json").is_file():
         raise QwenUnavailable(f"adapter directory {adapter_path} has no adapter_config.json")
     # Before any from_pretrained: transformers and peft would otherwise fall back to pickled .bin
     # weights (torch.load) or to the hub.
-    require_safetensors_weights(model_path, "model", QwenUnavailable)
     if adapter_path is not None:
         require_safetensors_weights(adapter_path, "adapter", QwenUnavailable)
+    if quantize not in ("none", "int8"):
+        raise QwenUnavailable(f"quantize must be none or int8, got {quantize!r}")
     if load_in_4bit:
         require_4bit_support()
     resolved = resolve_device(device)
@@ -89,7 +170,12 @@ def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path
     if adapter_path is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)
+        check_adapter_fits(adapter_path, model.config, QwenUnavailable)
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)
+        except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatch, unknown target modules
+            raise QwenUnavailable(f"adapter {adapter_path} does not fit the base model {model_path} "
+                                  f"(trained for another base?): {str(exc).splitlines()[0][:300]}") from None
     # Training saves the tokenizer next to the adapter: prefer it, it is the one the adapter saw.
     tokenizer_path = adapter_path if adapter_path and (adapter_path / "tokenizer_config.json").is_file() else model_path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
@@ -100,6 +186,10 @@ def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path
         raise QwenUnavailable(f"the tokenizer in {tokenizer_path} has no chat template")
     if not trainable:
         model.eval()
+        if quantize == "int8" and resolved == "cpu" and not load_in_4bit:
+            if adapter_path is not None:
+                model = model.merge_and_unload()  # quantised layers cannot carry LoRA branches
+            model = quantize_int8(model)
     return model, tokenizer, resolved
 
 
