@@ -164,7 +164,7 @@ def test_missing_model_dir_gives_unavailable_for_every_item(tmp_path):
     explanations = analyzer.explain_batch([_item(vid="a"), _item(vid="b")])
     assert [(e.status, e.analyzer, e.category) for e in explanations] == [
         ("unavailable", "test_fallback", "kb-a"), ("unavailable", "test_fallback", "kb-b")]
-    with pytest.raises(QwenUnavailable, match="no config.json"):
+    with pytest.raises(QwenUnavailable, match="does not exist"):
         analyzer.load()
 
 
