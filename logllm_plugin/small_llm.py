@@ -48,11 +48,12 @@ def write_small_llm(out_dir: Union[str, Path], gguf_path: Union[str, Path, None]
     source = Path(gguf_path) if gguf_path else smollm2_gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    kwargs = {"gguf_file": source.name, "local_files_only": True}
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, **kwargs)
+    # GGUF holds plain tensors (no pickle); use_safetensors=True still rules out any .bin beside it.
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name, local_files_only=True)
     if getattr(tokenizer, "chat_template", None) is None:
         raise SmallLLMUnavailable(f"{source} carries no chat template; an instruct model is needed")
-    loaded = AutoModelForCausalLM.from_pretrained(source.parent, **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, local_files_only=True,
+                                                  use_safetensors=True)
     # transformers marks a GGUF-loaded model as "quantized" and refuses to save it, although the
     # weights are already dequantised float32: rebuild a plain model from the same config and weights.
     config = loaded.config

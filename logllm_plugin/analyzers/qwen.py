@@ -139,7 +139,6 @@ def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_path = Path(model_dir)
-    check_chat_model_dir(model_path, "model", QwenUnavailable)
     adapter_path = Path(adapter_dir) if adapter_dir else None
     if adapter_path is not None and not (adapter_path / "adapter_config.json").is_file():
         raise QwenUnavailable(f"adapter directory {adapter_path} has no adapter_config.json")
@@ -147,6 +146,7 @@ def load_chat_model(model_dir: Union[str, Path], *, adapter_dir: Union[str, Path
     # weights (torch.load) or to the hub.
     if adapter_path is not None:
         require_safetensors_weights(adapter_path, "adapter", QwenUnavailable)
+    check_chat_model_dir(model_path, "model", QwenUnavailable)
     if quantize not in ("none", "int8"):
         raise QwenUnavailable(f"quantize must be none or int8, got {quantize!r}")
     if load_in_4bit:
