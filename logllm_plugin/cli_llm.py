@@ -7,6 +7,7 @@ from typing import Optional
 import click
 
 from logllm_plugin.cli import _load, _run, main, train
+from logllm_plugin.cli_serving import bench
 
 logger = logging.getLogger("logllm_plugin.cli")
 
@@ -97,5 +98,47 @@ def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batc
                        f"category_accuracy {v['category_accuracy']:.3f} loss {v['loss']:.4f}")
         if merge:
             click.echo(f"merged weights written to {outcome.out_dir / 'merged'}")
+
+    _run_llm(work)
+
+
+@bench.command("analyze")
+@click.option("--llm", "llm_dir", required=True, type=click.Path(file_okay=False),
+              help="Local chat model directory (e.g. from `logllm-plugin dev small-llm`).")
+@click.option("--adapter", "adapter_dir", type=click.Path(file_okay=False), help="peft adapter from `train llm`.")
+@click.option("--input", "input_path", required=True,
+              help="Labeled sequences (e.g. from `data generate`): the anomalies are explained.")
+@click.option("--n", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Anomalies to explain.")
+@click.option("--lines", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Lines per sequence: each anomaly is padded in front with normal lines.")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads (default: torch's choice).")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sequences per analyzer call (1: the figures are latencies).")
+@click.option("--quantize", type=click.Choice(["int8", "none"]), help="CPU weights (default: analysis.quantize).")
+@click.option("--timeout-s", type=float, help="Per call (default: analysis.timeout_s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+def bench_analyze_cmd(llm_dir, adapter_dir, input_path, n, lines, threads, batch_size, quantize, timeout_s, as_json):
+    """Seconds per LLM explanation (p50/p99), tokens/s, fallback rate, beside the knowledge base."""
+    def work():
+        import json
+
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        prefer_passive_openmp()  # before torch loads
+        from logllm_plugin.benchmarks.analyze import run_analyze_bench
+
+        sequences = _load(input_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="input")
+        result = run_analyze_bench(sequences, llm_dir=llm_dir, adapter_dir=adapter_dir, n=n, lines=lines,
+                                   threads=threads, batch_size=batch_size, quantize=quantize, timeout_s=timeout_s,
+                                   progress=lambda m: click.echo(m, err=True))
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        click.echo(f"{result['explanations']} explanations of {lines}-line sequences: "
+                   f"p50 {result['seconds_per_explanation_p50']} s, p99 {result['seconds_per_explanation_p99']} s; "
+                   f"prompt {result['prompt_tokens_per_s']} tok/s, generated {result['generated_tokens_per_s']} tok/s")
+        click.echo(f"fallback rate {result['fallback_rate']} {result['statuses']}; json_valid_rate "
+                   f"{result['json_valid_rate']} category_accuracy {result['category_accuracy']} "
+                   f"(knowledge base {result['knowledge_base_category_accuracy']})")
 
     _run_llm(work)

@@ -44,6 +44,12 @@ SYSTEM_PROMPT = (
     '"suggestion" (what to check next), "evidence" (indexes of the lines that show the problem).'
 )
 
+# The answer is started for the model: generation continues after these characters, and the
+# decoded text gets them back in front. A small instruct model then writes the JSON object
+# instead of echoing the prompt or chatting; training teaches the same continuation (the prefix
+# is part of the prompt tokens there too, see trainers/llm_data.tokenize_pair).
+ANSWER_PREFIX = '{"category": "'
+
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
 
 
@@ -105,6 +111,15 @@ def build_messages(item: AnalysisItem, *, max_lines: int = DEFAULT_MAX_LINES,
         'Reply with only {"category": ..., "summary": ..., "suggestion": ..., "evidence": [...]}.',
     ])
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def generation_prompt(tokenizer, messages: Sequence[dict[str, str]]) -> str:
+    """The text a chat model continues: the chat template's assistant turn opened, then ANSWER_PREFIX.
+
+    A repair conversation (ending with the user's correction) gets the same prefix: the retry
+    must be the JSON object too.
+    """
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True) + ANSWER_PREFIX
 
 
 def repair_messages(messages: Sequence[dict[str, str]], bad_answer: str, error: str) -> list[dict[str, str]]:

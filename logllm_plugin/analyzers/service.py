@@ -157,7 +157,8 @@ def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]],
         from logllm_plugin.analyzers.qwen import QwenAnalyzer
 
         primary = QwenAnalyzer(config.llm_dir, adapter_dir=config.adapter_dir, fallback=knowledge_base,
-                               device=config.device, max_new_tokens=config.max_new_tokens, timeout_s=config.timeout_s)
+                               device=config.device, max_new_tokens=config.max_new_tokens, timeout_s=config.timeout_s,
+                               batch_size=config.batch_size, threads=config.threads, quantize=config.quantize)
     return AnalysisService(primary=primary, knowledge_base=knowledge_base, masker=PersonalDataMasker(extra),
                            signature=signature, cache_size=config.cache_size, rate_per_s=config.rate_per_s,
                            burst=config.burst)

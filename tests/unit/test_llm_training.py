@@ -51,7 +51,7 @@ def test_tiny_qwen_loads_renders_chat_and_is_seeded(tiny_dir, tmp_path):
 def test_pairs_come_from_anomalies_and_only_answer_tokens_carry_labels(tiny_dir, seed_sequences):
     from transformers import AutoTokenizer
 
-    from logllm_plugin.analyzers.prompt import answer_json, parse_answer
+    from logllm_plugin.analyzers.prompt import ANSWER_PREFIX, answer_json, parse_answer
     from trainers.llm_data import IGNORE_INDEX, build_pairs, tokenize_pair
 
     pairs = build_pairs(seed_sequences, max_lines=6)
@@ -66,7 +66,9 @@ def test_pairs_come_from_anomalies_and_only_answer_tokens_carry_labels(tiny_dir,
     n_prompt = tokenized.labels.index(labeled[0])
     assert all(t == IGNORE_INDEX for t in tokenized.labels[:n_prompt])
     assert tokenized.labels[n_prompt:] == tokenized.input_ids[n_prompt:]
-    assert tokenizer.decode(labeled) == answer_json(pair.answer) + "<|im_end|>"
+    # The answer's opening (ANSWER_PREFIX) is prompt, as at serving time: the loss is on the rest.
+    assert ANSWER_PREFIX + tokenizer.decode(labeled) == answer_json(pair.answer) + "<|im_end|>"
+    assert tokenizer.decode(tokenized.input_ids[:n_prompt]).endswith("<|im_start|>assistant\n" + ANSWER_PREFIX)
     assert tokenize_pair(tokenizer, pair, max_length=n_prompt) is None  # too long: skipped, not truncated
 
 

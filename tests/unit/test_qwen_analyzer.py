@@ -237,3 +237,13 @@ def test_constructor_rejects_impossible_arguments(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(QwenUnavailable, match="CUDA"):
             QwenAnalyzer(tmp_path, fallback=fallback, load_in_4bit=True)
+
+
+def test_json_object_end_finds_where_the_answer_closes():
+    from logllm_plugin.analyzers.qwen import json_object_end
+
+    text = '{"category": "a}b", "summary": "say \\"}\\"", "evidence": [1, {"x": 2}]}\n\nmore {"text"}'
+    end = json_object_end(text)
+    assert text[:end].endswith('{"x": 2}]}') and json.loads(text[:end])["category"] == "a}b"
+    assert json_object_end('{"category": "open", "evidence": [1') is None
+    assert json_object_end('{"category": "x"]') is None  # a stray bracket never closes the object

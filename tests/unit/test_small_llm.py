@@ -8,10 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from logllm_plugin.analyzers.qwen import QwenUnavailable, generate_answers, load_chat_model
+from logllm_plugin.analyzers.qwen import QwenUnavailable, load_chat_model
 from logllm_plugin.artifacts import PICKLE_WEIGHT_SUFFIXES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one_thread and tiny_dir: tests/unit/conftest.py
+
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+
+def _chat(model, tokenizer, messages, max_new_tokens: int = 12) -> str:
+    """A plain greedy chat turn (generate_answers would open a JSON answer)."""
+    import torch
+
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def test_converted_smollm2_is_a_plain_safetensors_chat_model_that_answers(small_llm_dir):
@@ -25,18 +38,14 @@ def test_converted_smollm2_is_a_plain_safetensors_chat_model_that_answers(small_
     assert device == "cpu"
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert model.generation_config.eos_token_id == im_end
-    messages = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    rendered = tokenizer.apply_chat_template(QUESTION, tokenize=False, add_generation_prompt=True)
     assert rendered.endswith("<|im_start|>assistant\n")
-    [answer] = generate_answers(model, tokenizer, [messages], max_new_tokens=12, deadline=1e18, device="cpu")
-    assert "paris" in answer.text.lower()  # pretrained weights, not random ones
+    assert "paris" in _chat(model, tokenizer, QUESTION).lower()  # pretrained weights, not random ones
 
 
 def test_int8_quantised_model_gives_the_same_short_answer(small_llm_dir):
     model, tokenizer, _ = load_chat_model(small_llm_dir, device="cpu", quantize="int8")
-    messages = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-    [answer] = generate_answers(model, tokenizer, [messages], max_new_tokens=12, deadline=1e18, device="cpu")
-    assert "paris" in answer.text.lower()
+    assert "paris" in _chat(model, tokenizer, QUESTION).lower()
 
 
 def test_dev_small_llm_command_names_a_missing_wheel(monkeypatch, tmp_path):
