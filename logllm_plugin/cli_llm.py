@@ -67,24 +67,30 @@ def small_llm_cmd(out_dir: str, gguf_path: Optional[str]) -> None:
               help="lora runs anywhere; qlora and unsloth need CUDA (+ bitsandbytes / unsloth).")
 @click.option("--max-steps", type=int, help="Optimizer steps (overrides --epochs).")
 @click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--batch-size", type=int, default=2, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True, help="AdamW learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same adapter.")
 @click.option("--valid-fraction", type=float, default=0.1, show_default=True,
               help="Anomalous sequences held out for loss, JSON validity and category accuracy.")
-@click.option("--max-length", type=int, default=2048, show_default=True, help="Longest prompt + answer, in tokens.")
+@click.option("--max-length", type=int, default=1024, show_default=True,
+              help="Longest prompt + answer, in tokens (longer pairs are skipped, never truncated).")
 @click.option("--max-lines", type=int, help="Most log lines shown in one prompt (default 60).")
+@click.option("--eval-items", type=click.IntRange(0, 100_000), default=32, show_default=True,
+              help="Held-out pairs answered by the tuned and the base model for metrics.json.")
 @click.option("--merge", is_flag=True, help="Also write merged full weights (safetensors) to OUT/merged.")
 def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batch_size, lr, seed, valid_fraction,
-                  max_length, max_lines: Optional[int], merge):
+                  max_length, max_lines: Optional[int], eval_items, merge):
     """Fine-tune a LoRA adapter that explains anomalous sequences as JSON."""
     def work():
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        prefer_passive_openmp()  # before torch loads
         from trainers.llm import LLMTrainConfig, check_method_support, train_llm
 
         options = {"max_lines": max_lines} if max_lines else {}
         config = LLMTrainConfig(method=method, epochs=epochs, max_steps=max_steps, learning_rate=lr,
                                 batch_size=batch_size, seed=seed, valid_fraction=valid_fraction,
-                                max_length=max_length, merge=merge, **options)
+                                max_length=max_length, eval_max_items=eval_items, merge=merge, **options)
         check_method_support(method)  # before reading data: a missing GPU is the first thing to say
         sequences = _load(train_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="train")
         outcome = train_llm(sequences, base_dir, out_dir, config,
@@ -92,10 +98,13 @@ def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batc
         m = outcome.metrics
         first, last = m["loss_history"][0], m["loss_history"][-1]
         click.echo(f"adapter written to {outcome.out_dir} ({m['steps']} steps, loss {first:.4f} -> {last:.4f})")
-        v = m["valid"]
-        if v["evaluated"]:
-            click.echo(f"held-out ({v['evaluated']}): json_valid_rate {v['json_valid_rate']:.3f} "
-                       f"category_accuracy {v['category_accuracy']:.3f} loss {v['loss']:.4f}")
+        click.echo(f"{m['seconds_per_step']} s/step ({m['cpu_seconds_per_step']} CPU s/step), "
+                   f"peak RSS {m['peak_rss_mb']} MB")
+        for name, v in (("tuned", m["valid"]), ("base", m.get("base"))):
+            if v and v["evaluated"]:
+                click.echo(f"held-out ({v['evaluated']}) {name}: json_valid_rate {v['json_valid_rate']:.3f} "
+                           f"category_accuracy {v['category_accuracy']:.3f} evidence_precision "
+                           f"{v['evidence_precision']} fallback_rate {v['fallback_rate']:.3f}")
         if merge:
             click.echo(f"merged weights written to {outcome.out_dir / 'merged'}")
 
