@@ -66,7 +66,7 @@ def _local(model_dir, config, sequences, threads=None) -> list[dict]:
 
     detector = load_detector(model_dir)
     detector.threads = threads
-    service = build_analysis_service(config.analysis, signature=detector.store_ids)
+    service = build_analysis_service(config.analysis, signature=detector.store_ids, encoder=detector.encoder)
     rows = []
     for start in range(0, len(sequences), 512):
         chunk = sequences[start : start + 512]

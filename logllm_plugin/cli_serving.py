@@ -67,7 +67,8 @@ def serve_cmd(model_dir, config_path, host, port, http_port, token_file, tls_cer
             logging.getLogger("logllm_plugin").setLevel(logging.INFO)
         server = InferenceServer(
             config, lambda: load_detector(model_dir, device=config.device),
-            analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids),
+            analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids,
+                                                                      encoder=detector.encoder),
         ).start()
         server.serve_until_signal()
 

@@ -145,13 +145,17 @@ class AnalysisService:
                 self._cache.popitem(last=False)
 
 
-def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]], tuple]] = None) -> AnalysisService:
-    """The service a config asks for (`analysis` section); the LLM loads only when configured."""
+def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]], tuple]] = None,
+                           encoder=None) -> AnalysisService:
+    """The service a config asks for (`analysis` section); the LLM loads only when configured.
+
+    `encoder`: the detector's LineEncoder, shared by the knowledge base's classification by meaning.
+    """
     extra = []
     for spec in config.mask_patterns:
         kind, _, regex = spec.partition("=")
         extra.append((kind, regex))
-    knowledge_base = KnowledgeBaseAnalyzer(config.knowledge_base)
+    knowledge_base = KnowledgeBaseAnalyzer(config.knowledge_base, encoder=encoder)
     primary = None
     if config.analyzer == "qwen":
         from logllm_plugin.analyzers.qwen import QwenAnalyzer
