@@ -202,10 +202,13 @@ class ServerConfig:
 class AnalysisConfig:
     """Explanations for anomalous sequences (`logllm-plugin analyze`, the Analyze RPC)."""
 
-    analyzer: str = "knowledge_base"  # knowledge_base | qwen (needs llm_dir)
+    analyzer: str = "knowledge_base"  # knowledge_base | qwen (needs llm_dir) | openai (needs base_url, model)
     knowledge_base: Optional[str] = None  # YAML; None = the built-in one (configs/knowledge_base.yaml)
     llm_dir: Optional[str] = None  # local causal-LM directory (Qwen2.5-7B-Instruct in production)
     adapter_dir: Optional[str] = None  # peft adapter from `logllm-plugin train llm`
+    base_url: Optional[str] = None  # openai: the server's /v1 URL (vLLM, llama.cpp server, Ollama)
+    model: Optional[str] = None  # openai: the served model or LoRA adapter name
+    api_key_env: Optional[str] = "OPENAI_API_KEY"  # openai: the environment variable holding the key (never the key)
     device: str = "auto"
     max_new_tokens: int = 192  # a valid answer is ~60-150 tokens; a model still writing past this is rambling
     timeout_s: float = 30.0
@@ -222,8 +225,12 @@ class AnalysisConfig:
         import re
 
         out = []
-        if self.analyzer not in ("knowledge_base", "qwen"):
-            out.append(f"analysis.analyzer must be knowledge_base or qwen, not {self.analyzer!r}")
+        if self.analyzer not in ("knowledge_base", "qwen", "openai"):
+            out.append(f"analysis.analyzer must be knowledge_base, qwen or openai, not {self.analyzer!r}")
+        if self.analyzer == "openai" and not (self.base_url and self.model):
+            out.append("analysis.analyzer openai needs analysis.base_url and analysis.model")
+        if self.base_url and not str(self.base_url).startswith(("http://", "https://")):
+            out.append(f"analysis.base_url must be an http(s) URL, not {self.base_url!r}")
         if self.analyzer == "qwen" and not self.llm_dir:
             out.append("analysis.analyzer qwen needs analysis.llm_dir")
         if self.max_new_tokens < 1 or self.timeout_s <= 0 or self.rate_per_s <= 0 or self.burst < 1:

@@ -163,6 +163,11 @@ def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]],
         primary = QwenAnalyzer(config.llm_dir, adapter_dir=config.adapter_dir, fallback=knowledge_base,
                                device=config.device, max_new_tokens=config.max_new_tokens, timeout_s=config.timeout_s,
                                batch_size=config.batch_size, threads=config.threads, quantize=config.quantize)
+    elif config.analyzer == "openai":
+        from logllm_plugin.analyzers.openai_compat import OpenAIAnalyzer
+
+        primary = OpenAIAnalyzer(config.base_url, config.model, fallback=knowledge_base, api_key_env=config.api_key_env,
+                                 timeout_s=config.timeout_s, max_new_tokens=config.max_new_tokens)
     return AnalysisService(primary=primary, knowledge_base=knowledge_base, masker=PersonalDataMasker(extra),
                            signature=signature, cache_size=config.cache_size, rate_per_s=config.rate_per_s,
                            burst=config.burst)
