@@ -100,7 +100,11 @@ class LineEncoder:
         """Embeddings of one-off texts (raw lines, descriptions) without adding them to the template cache."""
         if not texts:
             return np.zeros((0, self.embedding_dim()), dtype=np.float32)
-        return self._encode_uncached(list(texts))
+        misses = self.encoded_count  # that figure counts template-cache misses: these are none
+        try:
+            return self._encode_uncached(list(texts))
+        finally:
+            self.encoded_count = misses
 
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         import torch
