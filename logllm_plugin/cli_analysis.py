@@ -26,22 +26,29 @@ def analysis_overrides(llm_dir: Optional[str], adapter_dir: Optional[str]) -> di
 @click.option("--server", help="Detect and explain on a running server HOST:PORT.")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: file holding the bearer token.")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads for the local models (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per anomalous sequence (default on a pipe).")
 @input_options
-def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server, token_file, tls_ca, as_json,
-                fmt, line_regex, key_regex, max_lines):
+def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server, token_file, tls_ca, threads,
+                as_json, fmt, line_regex, key_regex, max_lines):
     """Explain each anomalous sequence: category, summary, suggestion, evidence lines (personal data masked)."""
     def work():
         import sys
 
-        config = _config(config_path, {**analysis_overrides(llm_dir, adapter_dir), "sequencer": {"max_lines": max_lines}})
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        prefer_passive_openmp()  # before torch loads: see its docstring
+        overrides = {**analysis_overrides(llm_dir, adapter_dir), "sequencer": {"max_lines": max_lines}}
+        if threads:
+            overrides.setdefault("analysis", {})["threads"] = threads
+        config = _config(config_path, overrides)
         sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
         if server:
             if model_dir or llm_dir:
                 raise click.UsageError("--server uses the server's detector and analyzer: drop --model/--llm")
             rows = _remote(server, token_file, tls_ca, sequences)
         else:
-            rows = _local(model_dir, config, sequences)
+            rows = _local(model_dir, config, sequences, threads)
         pretty = not as_json and sys.stdout.isatty()
         for row in rows:
             click.echo(_pretty(row) if pretty else json.dumps(row))
@@ -50,12 +57,13 @@ def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server
     _run(work)
 
 
-def _local(model_dir, config, sequences) -> list[dict]:
+def _local(model_dir, config, sequences, threads=None) -> list[dict]:
     from logllm_plugin.analyzers.service import build_analysis_service
     from logllm_plugin.detector import load_detector
 
     detector = load_detector(model_dir)
-    service = build_analysis_service(config.analysis, signature=detector.store_ids)
+    detector.threads = threads
+    service = build_analysis_service(config.analysis, signature=detector.store_ids, encoder=detector.encoder)
     rows = []
     for start in range(0, len(sequences), 512):
         chunk = sequences[start : start + 512]

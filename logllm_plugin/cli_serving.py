@@ -92,7 +92,6 @@ def serve_cmd(model_dir, learn_dir, follow_dir, learn_min_sequences, retrain_eve
     def work():
         from logllm_plugin.analyzers.service import build_analysis_service
         from logllm_plugin.cli_analysis import analysis_overrides
-        from logllm_plugin.detector import load_detector
         from logllm_plugin.serving.server import InferenceServer
 
         overrides = {"server": {
@@ -110,7 +109,8 @@ def serve_cmd(model_dir, learn_dir, follow_dir, learn_min_sequences, retrain_eve
             logging.getLogger("logllm_plugin").setLevel(logging.INFO)
         server = InferenceServer(
             config, detector_loader(plugin_config, model_dir, learn_dir, follow_dir),
-            analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids),
+            analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids,
+                                                                      encoder=detector.encoder),
         ).start()
         server.serve_until_signal()
 

@@ -212,13 +212,19 @@ class ServerConfig:
 class AnalysisConfig:
     """Explanations for anomalous sequences (`logllm-plugin analyze`, the Analyze RPC)."""
 
-    analyzer: str = "knowledge_base"  # knowledge_base | qwen (needs llm_dir)
+    analyzer: str = "knowledge_base"  # knowledge_base | qwen (needs llm_dir) | openai (needs base_url, model)
     knowledge_base: Optional[str] = None  # YAML; None = the built-in one (configs/knowledge_base.yaml)
     llm_dir: Optional[str] = None  # local causal-LM directory (Qwen2.5-7B-Instruct in production)
     adapter_dir: Optional[str] = None  # peft adapter from `logllm-plugin train llm`
+    base_url: Optional[str] = None  # openai: the server's /v1 URL (vLLM, llama.cpp server, Ollama)
+    model: Optional[str] = None  # openai: the served model or LoRA adapter name
+    api_key_env: Optional[str] = "OPENAI_API_KEY"  # openai: the environment variable holding the key (never the key)
     device: str = "auto"
-    max_new_tokens: int = 256
+    max_new_tokens: int = 192  # a valid answer is ~60-150 tokens; a model still writing past this is rambling
     timeout_s: float = 30.0
+    batch_size: int = 4  # sequences per generate call
+    threads: Optional[int] = None  # torch threads for the LLM; null: torch's default (all cores)
+    quantize: str = "int8"  # CPU only: int8 linear layers (2.5x faster decoding), or none
     cache_size: int = 1024  # explanations kept by template signature
     rate_per_s: float = 1.0  # LLM calls per second (token bucket); beyond: knowledge-base answers
     burst: int = 8
@@ -229,14 +235,22 @@ class AnalysisConfig:
         import re
 
         out = []
-        if self.analyzer not in ("knowledge_base", "qwen"):
-            out.append(f"analysis.analyzer must be knowledge_base or qwen, not {self.analyzer!r}")
+        if self.analyzer not in ("knowledge_base", "qwen", "openai"):
+            out.append(f"analysis.analyzer must be knowledge_base, qwen or openai, not {self.analyzer!r}")
+        if self.analyzer == "openai" and not (self.base_url and self.model):
+            out.append("analysis.analyzer openai needs analysis.base_url and analysis.model")
+        if self.base_url and not str(self.base_url).startswith(("http://", "https://")):
+            out.append(f"analysis.base_url must be an http(s) URL, not {self.base_url!r}")
         if self.analyzer == "qwen" and not self.llm_dir:
             out.append("analysis.analyzer qwen needs analysis.llm_dir")
         if self.max_new_tokens < 1 or self.timeout_s <= 0 or self.rate_per_s <= 0 or self.burst < 1:
             out.append("analysis.max_new_tokens and burst must be >= 1, timeout_s and rate_per_s > 0")
         if self.cache_size < 0:
             out.append("analysis.cache_size must be >= 0")
+        if self.batch_size < 1 or (self.threads is not None and self.threads < 1):
+            out.append("analysis.batch_size must be >= 1 and analysis.threads >= 1 (or null)")
+        if self.quantize not in ("none", "int8"):
+            out.append(f"analysis.quantize must be none or int8, not {self.quantize!r}")
         for spec in self.mask_patterns:
             kind, sep, regex = spec.partition("=")
             if not sep or not kind.isidentifier():

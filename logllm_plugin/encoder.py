@@ -96,6 +96,16 @@ class LineEncoder:
             return np.zeros((0, self.embedding_dim()), dtype=np.float32)
         return np.stack([self.cache[t] for t in texts])
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of one-off texts (raw lines, descriptions) without adding them to the template cache."""
+        if not texts:
+            return np.zeros((0, self.embedding_dim()), dtype=np.float32)
+        misses = self.encoded_count  # that figure counts template-cache misses: these are none
+        try:
+            return self._encode_uncached(list(texts))
+        finally:
+            self.encoded_count = misses
+
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         import torch
 

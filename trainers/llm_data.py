@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 from logllm_plugin.analyzers.base import AnalysisItem
 from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, MAX_CATEGORY_CHARS,
                                             MAX_EVIDENCE, MAX_SUGGESTION_CHARS, MAX_SUMMARY_CHARS, answer_json,
-                                            build_messages, parse_answer)
+                                            build_messages, generation_prompt, parse_answer)
 from logllm_plugin.records import LogSequence, Verdict
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,9 @@ def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MA
 
 def tokenize_pair(tokenizer, pair: SupervisedPair, max_length: int) -> Optional[TokenizedPair]:
     """Prompt + answer token ids with loss on the answer (and its end-of-turn) only; None if too long."""
-    prompt = tokenizer.apply_chat_template(pair.messages, tokenize=False, add_generation_prompt=True)
+    # What the analyzer sends: the template's opened assistant turn plus ANSWER_PREFIX (the start
+    # of every answer), so loss falls on what the model writes after it, as at serving time.
+    prompt = generation_prompt(tokenizer, pair.messages)
     # The full conversation's text, so the answer ends the way the chat template ends a turn.
     full = tokenizer.apply_chat_template(
         [*pair.messages, {"role": "assistant", "content": answer_json(pair.answer)}], tokenize=False)

@@ -23,14 +23,32 @@ MAX_EVIDENCE = 20
 # Defaults for how much of a sequence goes into the prompt: long HDFS blocks have hundreds of
 # lines, and the context (and the latency) of a small model is limited.
 DEFAULT_MAX_LINES = 60
-DEFAULT_MAX_LINE_CHARS = 400
+DEFAULT_MAX_LINE_CHARS = 240
+
+# What a line carries that explains nothing but costs most of its tokens (SmolLM2's tokenizer
+# spends one token per digit: an ISO timestamp is ~20 tokens, a 16-hex trace id ~12): a leading
+# timestamp (the line index keeps the order) and long hex ids. Dropping them halves a typical
+# service log line (73 -> ~35 tokens), and prefill time with it. The evidence quoted back to the
+# user is always the full line, never this compact form.
+_LEADING_TIMESTAMP = re.compile(
+    r"^\s*(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"  # ISO 8601
+    r"|[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}"  # syslog: Jun 14 15:16:01
+    r"|\d{6} \d{6}(?: \d+)?"  # HDFS: 081109 203615 148
+    r"|\[\d{4}-\d{2}-\d{2}[T ][\d:.,]+\])\s+")
+_SPACES = re.compile(r" {2,}")
+_LONG_HEX = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b", re.IGNORECASE)
 
 SYSTEM_PROMPT = (
-    "You explain anomalous log sequences to an on-call engineer. "
-    "Answer with exactly one JSON object and nothing else, with these keys: "
-    '"category" (a short snake_case anomaly type), "summary" (what happened, one or two sentences), '
-    '"suggestion" (what to check or do next), "evidence" (a list of the indexes of the lines that show the problem).'
+    "You explain anomalous log sequences to an on-call engineer. Answer with one JSON object only, keys: "
+    '"category" (short snake_case anomaly type), "summary" (what happened, one sentence), '
+    '"suggestion" (what to check next), "evidence" (indexes of the lines that show the problem).'
 )
+
+# The answer is started for the model: generation continues after these characters, and the
+# decoded text gets them back in front. A small instruct model then writes the JSON object
+# instead of echoing the prompt or chatting; training teaches the same continuation (the prefix
+# is part of the prompt tokens there too, see trainers/llm_data.tokenize_pair).
+ANSWER_PREFIX = '{"category": "'
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
 
@@ -55,9 +73,15 @@ def shown_line_indexes(n_lines: int, evidence: Sequence[int], max_lines: int) ->
     return sorted(chosen)
 
 
+def compact_line(text: str) -> str:
+    """The line as the prompt shows it: no leading timestamp, long hex ids as <hex>, single spaces."""
+    text = _LONG_HEX.sub("<hex>", _LEADING_TIMESTAMP.sub("", text, count=1))
+    return _SPACES.sub(" ", text).strip()
+
+
 def _one_line(text: str, max_chars: int) -> str:
     # A line break inside a log line would read as a new numbered line: escape it.
-    flat = text.replace("\r", "\\r").replace("\n", "\\n")
+    flat = compact_line(text.replace("\r", "\\r").replace("\n", "\\n"))
     return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
 
 
@@ -80,14 +104,22 @@ def build_messages(item: AnalysisItem, *, max_lines: int = DEFAULT_MAX_LINES,
     if previous + 1 < n:
         body.append(f"[lines {previous + 1}-{n - 1} omitted]")
     user = "\n".join([
-        f"The anomaly detector flagged this log sequence of {n} lines.",
-        f"Verdict: label={verdict.label} score={verdict.score:.3f} category={verdict.category}",
+        f"Anomalous log sequence, {n} lines (score {verdict.score:.2f}, detector category {verdict.category}).",
         "Lines the detector weighted most: " + (", ".join(str(i) for i in evidence) or "none"),
-        "Log lines (index: line), personal data masked:",
+        "Lines (index: text):",
         *body,
-        'Reply with only the JSON object {"category": ..., "summary": ..., "suggestion": ..., "evidence": [...]}.',
+        'Reply with only {"category": ..., "summary": ..., "suggestion": ..., "evidence": [...]}.',
     ])
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def generation_prompt(tokenizer, messages: Sequence[dict[str, str]]) -> str:
+    """The text a chat model continues: the chat template's assistant turn opened, then ANSWER_PREFIX.
+
+    A repair conversation (ending with the user's correction) gets the same prefix: the retry
+    must be the JSON object too.
+    """
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True) + ANSWER_PREFIX
 
 
 def repair_messages(messages: Sequence[dict[str, str]], bad_answer: str, error: str) -> list[dict[str, str]]:

@@ -145,19 +145,29 @@ class AnalysisService:
                 self._cache.popitem(last=False)
 
 
-def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]], tuple]] = None) -> AnalysisService:
-    """The service a config asks for (`analysis` section); the LLM loads only when configured."""
+def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]], tuple]] = None,
+                           encoder=None) -> AnalysisService:
+    """The service a config asks for (`analysis` section); the LLM loads only when configured.
+
+    `encoder`: the detector's LineEncoder, shared by the knowledge base's classification by meaning.
+    """
     extra = []
     for spec in config.mask_patterns:
         kind, _, regex = spec.partition("=")
         extra.append((kind, regex))
-    knowledge_base = KnowledgeBaseAnalyzer(config.knowledge_base)
+    knowledge_base = KnowledgeBaseAnalyzer(config.knowledge_base, encoder=encoder)
     primary = None
     if config.analyzer == "qwen":
         from logllm_plugin.analyzers.qwen import QwenAnalyzer
 
         primary = QwenAnalyzer(config.llm_dir, adapter_dir=config.adapter_dir, fallback=knowledge_base,
-                               device=config.device, max_new_tokens=config.max_new_tokens, timeout_s=config.timeout_s)
+                               device=config.device, max_new_tokens=config.max_new_tokens, timeout_s=config.timeout_s,
+                               batch_size=config.batch_size, threads=config.threads, quantize=config.quantize)
+    elif config.analyzer == "openai":
+        from logllm_plugin.analyzers.openai_compat import OpenAIAnalyzer
+
+        primary = OpenAIAnalyzer(config.base_url, config.model, fallback=knowledge_base, api_key_env=config.api_key_env,
+                                 timeout_s=config.timeout_s, max_new_tokens=config.max_new_tokens)
     return AnalysisService(primary=primary, knowledge_base=knowledge_base, masker=PersonalDataMasker(extra),
                            signature=signature, cache_size=config.cache_size, rate_per_s=config.rate_per_s,
                            burst=config.burst)

@@ -88,6 +88,18 @@ class VersionedDetector:
 
         return TemplateStore(self.config.templates)
 
+    @property
+    def encoder(self):
+        """The line encoder (the knowledge base classifies evidence lines by meaning with it)."""
+        current = self._current
+        if current is not None:
+            return current.encoder
+        if getattr(self, "_own_encoder", None) is None:
+            from logllm_plugin.encoder import LineEncoder
+
+            self._own_encoder = LineEncoder(self.config.encoder)  # loads its model on first use only
+        return self._own_encoder
+
     def store_ids(self, lines: Sequence[str]):
         current = self._current
         if current is not None:

@@ -17,6 +17,9 @@ pytestmark = pytest.mark.reliability
 
 SOURCE_DIRS = ("logllm_plugin", "collectors", "trainers")
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal", "cloudpickle"}
+# Calls that refuse a directory without safetensors weights before anything loads (the second
+# one, analyzers/qwen.py, calls the first after checking config.json and the chat template).
+GUARDS = ("require_safetensors_weights", "check_chat_model_dir")
 NON_WEIGHT_LOADERS = ("Tokenizer", "Config", "Processor", "FeatureExtractor", "GenerationConfig")
 
 
@@ -46,14 +49,13 @@ def unsafe_loading(source: str, filename: str = "<source>") -> list[str]:
     no pickle-family imports, no torch.load/torch.save/np.load(allow_pickle)/yaml.load, never
     trust_remote_code other than False, never safe_serialization=False, and every from_pretrained
     either local_files_only=True (+ use_safetensors=True for weights) or preceded in the same
-    function by require_safetensors_weights (which rules out .bin files and the hub)."""
+    function by require_safetensors_weights or check_chat_model_dir (which rule out .bin files and the hub)."""
     tree = ast.parse(source, filename)
     problems = []
     guarded_functions = set()
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if any(isinstance(n, ast.Call) and _dotted(n.func).endswith("require_safetensors_weights")
-                   for n in ast.walk(fn)):
+            if any(isinstance(n, ast.Call) and _dotted(n.func).endswith(GUARDS) for n in ast.walk(fn)):
                 guarded_functions.update(id(n) for n in ast.walk(fn))
     for node in ast.walk(tree):
         where = f"{filename}:{getattr(node, 'lineno', '?')}"

@@ -58,7 +58,7 @@ def test_beyond_the_rate_limit_the_knowledge_base_answers_with_status_rate_limit
 
 def test_a_crashing_analyzer_falls_back_with_status_unavailable():
     service = AnalysisService(primary=RecordingAnalyzer(fail=True), signature=signature)
-    out = service.explain([["connection refused by db"]], [anomalous()])[0]
+    out = service.explain([["connection refused by the payment service"]], [anomalous()])[0]
     assert out.status == "unavailable" and out.analyzer == "knowledge_base" and out.category == "connection_failure"
 
 

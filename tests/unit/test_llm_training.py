@@ -51,7 +51,7 @@ def test_tiny_qwen_loads_renders_chat_and_is_seeded(tiny_dir, tmp_path):
 def test_pairs_come_from_anomalies_and_only_answer_tokens_carry_labels(tiny_dir, seed_sequences):
     from transformers import AutoTokenizer
 
-    from logllm_plugin.analyzers.prompt import answer_json, parse_answer
+    from logllm_plugin.analyzers.prompt import ANSWER_PREFIX, answer_json, parse_answer
     from trainers.llm_data import IGNORE_INDEX, build_pairs, tokenize_pair
 
     pairs = build_pairs(seed_sequences, max_lines=6)
@@ -66,7 +66,9 @@ def test_pairs_come_from_anomalies_and_only_answer_tokens_carry_labels(tiny_dir,
     n_prompt = tokenized.labels.index(labeled[0])
     assert all(t == IGNORE_INDEX for t in tokenized.labels[:n_prompt])
     assert tokenized.labels[n_prompt:] == tokenized.input_ids[n_prompt:]
-    assert tokenizer.decode(labeled) == answer_json(pair.answer) + "<|im_end|>"
+    # The answer's opening (ANSWER_PREFIX) is prompt, as at serving time: the loss is on the rest.
+    assert ANSWER_PREFIX + tokenizer.decode(labeled) == answer_json(pair.answer) + "<|im_end|>"
+    assert tokenizer.decode(tokenized.input_ids[:n_prompt]).endswith("<|im_start|>assistant\n" + ANSWER_PREFIX)
     assert tokenize_pair(tokenizer, pair, max_length=n_prompt) is None  # too long: skipped, not truncated
 
 
@@ -183,3 +185,23 @@ def test_dev_tiny_qwen_command_writes_a_model(tmp_path):
     result = CliRunner().invoke(main, ["dev", "tiny-qwen", "--out", str(tmp_path / "m"), "--seed", "2"])
     assert result.exit_code == 0, result.output
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "m").iterdir()}
+
+
+def test_answer_loss_equals_the_full_logits_loss_and_lora_layers_limit_the_adapter(tiny_dir, seed_sequences):
+    """The memory fix changes no number: the loss over answer positions alone is the model's own loss."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.llm import LLMTrainConfig, _lora_config, answer_loss
+    from trainers.llm_data import build_pairs, collate, tokenize_pairs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, local_files_only=True, use_safetensors=True)
+    model = get_peft_model(base, _lora_config(LLMTrainConfig(lora_layers=1), base.config.num_hidden_layers))
+    lora_blocks = {n.split(".layers.")[1].split(".")[0] for n, _ in model.named_parameters() if "lora_" in n}
+    assert lora_blocks == {str(base.config.num_hidden_layers - 1)}  # the top block only
+    tokenized = tokenize_pairs(tokenizer, build_pairs(seed_sequences, max_lines=6)[:3], 4096)
+    inputs = collate(tokenized, tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert torch.allclose(answer_loss(model, inputs), model(**inputs).loss, atol=1e-5)

@@ -83,7 +83,7 @@ def test_prompt_holds_the_masked_lines_and_nothing_else_from_the_item():
         assert f"\n{i}: {line}\n" in user
     assert "3: multi\\nline <EMAIL>" in user  # an embedded newline cannot fake a numbered line
     assert "alice" not in user and "trace-9" not in user  # the sequence id never reaches the model
-    assert "score=0.930" in user and "category=anomaly" in user and "weighted most: 1" in user
+    assert "score 0.93" in user and "detector category anomaly" in user and "weighted most: 1" in user
     # The rest is fixed text: another item with other lines and the same verdict differs only in the lines.
     first, other = _item(4, vid="a"), AnalysisItem(lines=[f"other {i}" for i in range(4)], verdict=item.verdict)
     first.verdict = item.verdict
@@ -95,6 +95,21 @@ def test_prompt_holds_the_masked_lines_and_nothing_else_from_the_item():
         return text
 
     assert without_lines(first) == without_lines(other)
+
+
+def test_prompt_lines_drop_timestamps_and_long_hex_ids_but_evidence_quotes_keep_them():
+    from logllm_plugin.analyzers.prompt import compact_line
+
+    iso = "2026-03-02T09:00:18.653Z ERROR  billing [trace=521b18a91ab1c42f] db pool exhausted (20/20)"
+    assert compact_line(iso) == "ERROR billing [trace=<hex>] db pool exhausted (20/20)"
+    assert compact_line("081109 203615 148 INFO dfs.DataNode: blk_-1608999687919862906 served") == (
+        "INFO dfs.DataNode: blk_-1608999687919862906 served")  # decimal ids stay: they are not hex
+    assert compact_line("Jun 14 15:16:01 combo sshd[19939]: authentication failure") == (
+        "combo sshd[19939]: authentication failure")
+    assert compact_line("deadline 2026-03-02 is fine; caffe is a word") == "deadline 2026-03-02 is fine; caffe is a word"
+    item = _item(3)
+    item.lines[1] = iso
+    assert "\n1: ERROR billing [trace=<hex>] db pool exhausted (20/20)\n" in build_messages(item)[1]["content"]
 
 
 def test_long_sequences_keep_the_evidence_lines_and_mark_omissions():
@@ -173,7 +188,7 @@ def test_missing_model_dir_gives_unavailable_for_every_item(tmp_path):
     explanations = analyzer.explain_batch([_item(vid="a"), _item(vid="b")])
     assert [(e.status, e.analyzer, e.category) for e in explanations] == [
         ("unavailable", "test_fallback", "kb-a"), ("unavailable", "test_fallback", "kb-b")]
-    with pytest.raises(QwenUnavailable, match="no config.json"):
+    with pytest.raises(QwenUnavailable, match="does not exist"):
         analyzer.load()
 
 
@@ -191,9 +206,9 @@ def test_an_invalid_answer_gets_one_repair_then_falls_back(monkeypatch, tmp_path
     from logllm_plugin.analyzers import qwen
     from logllm_plugin.analyzers.qwen import Generated, QwenAnalyzer
 
-    scripts = {"of 3 lines": [json.dumps(VALID)],
-               "of 4 lines": ["oops", json.dumps({**VALID, "evidence": [1]})],
-               "of 5 lines": ["oops", "still not json"]}
+    scripts = {"sequence, 3 lines": [json.dumps(VALID)],
+               "sequence, 4 lines": ["oops", json.dumps({**VALID, "evidence": [1]})],
+               "sequence, 5 lines": ["oops", "still not json"]}
     attempts_seen: list[int] = []
 
     def fake_generate(model, tokenizer, conversations, **kwargs):
@@ -232,3 +247,13 @@ def test_constructor_rejects_impossible_arguments(tmp_path, monkeypatch):
         patch.setattr(torch.cuda, "is_available", lambda: False)
         with pytest.raises(QwenUnavailable, match="CUDA"):
             QwenAnalyzer(tmp_path, fallback=fallback, load_in_4bit=True)
+
+
+def test_json_object_end_finds_where_the_answer_closes():
+    from logllm_plugin.analyzers.qwen import json_object_end
+
+    text = '{"category": "a}b", "summary": "say \\"}\\"", "evidence": [1, {"x": 2}]}\n\nmore {"text"}'
+    end = json_object_end(text)
+    assert text[:end].endswith('{"x": 2}]}') and json.loads(text[:end])["category"] == "a}b"
+    assert json_object_end('{"category": "open", "evidence": [1') is None
+    assert json_object_end('{"category": "x"]') is None  # a stray bracket never closes the object
