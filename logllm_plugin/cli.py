@@ -348,6 +348,9 @@ def detect_cmd(model_dir, input_path, output_path, show, servers, token_file, tl
         for start in range(0, len(sequences), 512):  # bounded memory on long inputs
             verdicts.extend(score(sequences[start : start + 512]))
         rows = [detect_row(seq, v, knowledge_base) for seq, v in zip(sequences, verdicts)]
+        hint = unfamiliar_hint(sequences, verdicts, input_path, key_regex)
+        if hint:
+            click.echo(hint, err=True)
         if output_path:
             with open(output_path, "w", encoding="utf-8") as fh:
                 for row in rows:
@@ -360,6 +363,26 @@ def detect_cmd(model_dir, input_path, output_path, show, servers, token_file, tl
                 click.echo(json.dumps(row))
 
     _run(work)
+
+
+UNFAMILIAR_BELOW = 0.5  # mean familiarity under which the verdicts say more about the model than the logs
+
+
+def unfamiliar_hint(sequences, verdicts, input_path: str, key_regex) -> str:
+    """One stderr note when the model has not seen logs like these (most lines unfamiliar), with the
+    command that trains on them: a page of confident `anomalous` verdicts would say nothing else."""
+    scored = [v for v in verdicts if v.status == "ok"]
+    if not scored:
+        return ""
+    mean = sum(v.familiarity for v in scored) / len(scored)
+    if mean >= UNFAMILIAR_BELOW:
+        return ""
+    flagged = sum(v.label == "anomalous" for v in scored)
+    key = f" --key-regex '{key_regex}'" if key_regex else ""
+    return (f"note: this model saw {mean:.0%} of these lines' shapes in training (familiarity); its {flagged} "
+            f"'anomalous' of {len(scored)} mostly mean 'never seen logs like these'. Learn their normal first:\n"
+            f"  logllm-plugin train small --normal-only --train {input_path}{key} --out models/mine   "
+            f"(or run `logllm-plugin serve --learn DIR` and send it your traffic)")
 
 
 def in_input_order(sequences):
