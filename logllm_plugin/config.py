@@ -272,9 +272,12 @@ class LearningConfig:
     min_new_sequences: int = 200  # a scheduled retrain waits until this many arrived since the last
     history_max_bytes: int = 256 << 20  # on disk, per source; the oldest segments go first
     train_max_sequences: int = 4000  # most recent history a model trains on (bounds training time)
-    holdout_fraction: float = 0.2  # most recent history kept out of training: half calibrates, half checks
-    target_false_positive_rate: float = 0.02  # the threshold is raised until this share of it is flagged
-    flag_rate_ceiling: float = 0.1  # a candidate flagging more of the held-out recent history is refused
+    holdout_fraction: float = 0.2  # most recent history kept out of training for the checks
+    # Optional: raise the threshold until at most this share of (every other) held-out recent sequence
+    # is flagged. Off by default: the label-free trainer already cuts at a false-positive rate on
+    # held-out normal history, and recent traffic that holds new shapes would cost recall here.
+    target_false_positive_rate: Optional[float] = None
+    flag_rate_ceiling: float = 0.25  # a candidate flagging more of the held-out recent history is refused
     min_injected_recall: float = 0.15  # ... or catching fewer injected anomalies than this (a model that flags nothing)
     high_confidence: float = 0.9  # retrain leaves out history the current model flags at this score ...
     new_normal_share: float = 0.05  # ... unless its unseen lines are this common (a release, not an incident)
@@ -295,7 +298,7 @@ class LearningConfig:
             out.append("learning.history_max_bytes must be at least 65536")
         for name in ("holdout_fraction", "target_false_positive_rate", "flag_rate_ceiling", "min_injected_recall",
                      "high_confidence", "new_normal_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 out.append(f"learning.{name} must be in 0..1")
         if self.retrain_every_s < 0 or self.poll_s <= 0 or self.feedback_ttl_s <= 0:
             out.append("learning.retrain_every_s must be >= 0, poll_s and feedback_ttl_s > 0")

@@ -219,9 +219,12 @@ class LearningDetector(VersionedDetector):
 
         candidate = Detector.load(out_dir, device=self.device_name)
         self._prepare(candidate)
-        calibration, checked = holdout[: len(holdout) // 2], holdout[len(holdout) // 2:]
-        calibrated = checks.calibrate_threshold(candidate, calibration, lc.target_false_positive_rate)
-        _store_threshold(out_dir, candidate.settings.threshold)
+        calibrated, checked = None, holdout
+        if lc.target_false_positive_rate is not None:
+            # every other sequence calibrates, the rest checks: both halves from the same hours
+            calibration, checked = holdout[0::2], holdout[1::2]
+            calibrated = checks.calibrate_threshold(candidate, calibration, lc.target_false_positive_rate)
+            _store_threshold(out_dir, candidate.settings.threshold)
         result = checks.measure(candidate, checked, seed=self.trainings)
         current_result = None
         if self._current is not None:
