@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logllm_plugin.cli import _load, _run, input_options, main
+from logllm_plugin.cli import _load, _run, input_options, main, read_token_file
 
 
 @main.group("models")
@@ -76,12 +76,7 @@ def feedback_cmd(server, input_path, label, token_file, tls_ca, timeout_s, fmt, 
         from logllm_plugin.client import InferenceClient
         from logllm_plugin.sequencer import SequencerConfig
 
-        token = None
-        if token_file:
-            try:
-                token = Path(token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise click.ClickException(f"--token-file {token_file}: {exc.strerror or exc}") from None
+        token = read_token_file(token_file)
         sequencer = SequencerConfig(max_lines=max_lines) if max_lines else None
         sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=sequencer)
         if not sequences:

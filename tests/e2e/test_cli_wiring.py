@@ -122,6 +122,7 @@ def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
     ["otel", "bridge", "--forward", "127.0.0.1:1", "--server", "127.0.0.1:1"],
     ["es", "backfill", "--url", "http://127.0.0.1:1", "--backend", "elasticsearch", "--index", "x",
      "--server", "127.0.0.1:1", "--from", "2024-01-01T00:00:00Z", "--to", "2024-01-02T00:00:00Z"],
+    ["feedback", "--input", str(DATA / "seed_test.jsonl"), "--server", "127.0.0.1:1", "--as", "normal"],
 ])
 @pytest.mark.parametrize("problem", ["missing", "empty"])
 def test_a_bad_token_file_is_one_line_on_every_command(command, problem, tmp_path):
