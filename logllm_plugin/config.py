@@ -272,7 +272,7 @@ class LearningConfig:
     min_new_sequences: int = 200  # a scheduled retrain waits until this many arrived since the last
     history_max_bytes: int = 256 << 20  # on disk, per source; the oldest segments go first
     train_max_sequences: int = 4000  # most recent history a model trains on (bounds training time)
-    holdout_fraction: float = 0.2  # most recent history kept out of training for the checks
+    holdout_fraction: float = 0.2  # share of the recent history (every k-th sequence) kept out of training for the checks
     # Optional: raise the threshold until at most this share of (every other) held-out recent sequence
     # is flagged. Off by default: the label-free trainer already cuts at a false-positive rate on
     # held-out normal history, and recent traffic that holds new shapes would cost recall here.

@@ -146,9 +146,12 @@ class LearningDetector(VersionedDetector):
         """(training sequences, held-out recent sequences, what was left out and why)."""
         lc = self.learning
         recent = [e.lines for e in self.history.recent(lc.train_max_sequences)]
-        holdout_size = max(MIN_HOLDOUT, int(round(len(recent) * lc.holdout_fraction)))
-        holdout_size = min(holdout_size, max(len(recent) // 2, 1))
-        train, holdout = recent[: len(recent) - holdout_size], recent[len(recent) - holdout_size:]
+        # Every k-th sequence is held out, not the newest block: the model then trains on the whole
+        # window, newest shapes included (logs drift), and the checks still see every period of it.
+        step = max(2, min(int(round(1.0 / max(lc.holdout_fraction, 1e-9))), len(recent) // MIN_HOLDOUT or 2))
+        held = set(range(step - 1, len(recent), step))
+        train = [s for n, s in enumerate(recent) if n not in held]
+        holdout = [s for n, s in enumerate(recent) if n in held]
         corrections = dict(self.feedback.labeled())
         kept, left_out = [], Counter()
         flagged = self._confidently_flagged(train) if self._current is not None and self._version != "initial" else set()
