@@ -31,9 +31,10 @@ def test_one_chat_row_per_anomaly_in_train_llm_format(sequences):
         assert row["messages"][:2] == pair.messages  # the very prompt train llm and the analyzer use
 
 
-# The generated categories the knowledge base has a class for (all but concurrency_conflict).
+# The generated categories; the knowledge base has a class for each (concurrency_conflict since it
+# classifies by meaning too).
 KB_CATEGORIES = {"cascading_failure", "auth_error", "resource_exhaustion", "timeout", "data_format_error",
-                 "configuration_error", "database_error"}
+                 "configuration_error", "database_error", "concurrency_conflict"}
 
 
 def shipped_advice() -> dict[str, str]:
@@ -49,7 +50,7 @@ def shipped_advice() -> dict[str, str]:
 
 def test_answers_parse_and_carry_category_explanation_evidence_and_kb_advice(sequences):
     advice = shipped_advice()
-    assert KB_CATEGORIES <= set(advice) and "concurrency_conflict" not in advice
+    assert KB_CATEGORIES <= set(advice)
     by_id = {s.id: s for s in sequences}
     seen = set()
     for row in chat_rows(sequences):
@@ -60,13 +61,8 @@ def test_answers_parse_and_carry_category_explanation_evidence_and_kb_advice(seq
         assert answer["summary"] == seq.explanation
         assert answer["evidence"] == [i for i, x in enumerate(seq.line_labels) if x]
         seen.add(seq.category)
-        if seq.category in KB_CATEGORIES:
-            assert answer["suggestion"] == advice[seq.category]
-        else:  # concurrency_conflict: advice templated from the category and the first evidence line
-            assert seq.category == "concurrency_conflict"
-            assert answer["suggestion"].startswith(f"Investigate the concurrency conflict starting at line "
-                                                   f"{answer['evidence'][0]};"), answer
-    assert seen == KB_CATEGORIES | {"concurrency_conflict"}  # 120 sequences hold every category
+        assert answer["suggestion"] == advice[seq.category]
+    assert seen == KB_CATEGORIES  # 120 sequences hold every category
 
 
 def test_data_without_anomalies_gives_no_pairs_and_says_why(sequences):
