@@ -145,7 +145,11 @@ def test_held_out_answers_count_as_valid_only_when_they_parse_and_as_correct_onl
 
     tokenizer = Tokenizer()
     result = evaluate_answers(object(), tokenizer, pairs, device="cpu", max_new_tokens=8, batch_size=3)
-    assert result == {"evaluated": 4, "json_valid_rate": 0.5, "category_accuracy": 0.25}
+    seconds = result.pop("seconds")
+    assert seconds >= 0.0
+    # the two valid answers cite the pair's own evidence; the two invalid ones fall back
+    assert result == {"evaluated": 4, "json_valid_rate": 0.5, "category_accuracy": 0.25,
+                      "evidence_precision": 1.0, "fallback_rate": 0.5}
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
 
