@@ -57,6 +57,7 @@ class SequenceHistory:
         self.segment_bytes = max(4096, max_bytes_per_source // SEGMENTS_PER_CAP)
         self._lock = threading.Lock()
         self._open: dict[str, tuple[Path, object]] = {}  # source → (segment path, file)
+        self._open_bytes: dict[str, int] = {}  # bytes in each open segment (no stat per append)
         self._bytes: dict[str, int] = {}
         self.count = 0  # sequences held (repeats included)
         self.received = 0  # sequences offered since start
@@ -130,13 +131,14 @@ class SequenceHistory:
                 return 0
             self._warned = False
             self._bytes[name] = self._bytes.get(name, 0) + len(data)
+            self._open_bytes[name] = self._open_bytes.get(name, 0) + len(data)
             self.count += written
             self._evict(name)
             return written
 
     def _segment(self, name: str):
         current = self._open.get(name)
-        if current is not None and current[0].stat().st_size < self.segment_bytes:
+        if current is not None and self._open_bytes.get(name, 0) < self.segment_bytes:
             return current[1]
         if current is not None:  # rotate: the full segment is made durable, then closed
             current[1].flush()
@@ -148,6 +150,7 @@ class SequenceHistory:
         path = folder / f"seg-{(max(numbers) + 1 if numbers else 1):06d}.jsonl"
         handle = open(path, "ab")
         self._open[name] = (path, handle)
+        self._open_bytes[name] = 0
         return handle
 
     def _drop_open(self, name: str) -> None:

@@ -58,6 +58,7 @@ class VersionedDetector:
         self.threads: Optional[int] = None
         self._dtype = "float32"
         self._verdict_cache_size = config.server.verdict_cache_size
+        self._own_encoder = None  # the line encoder while no version serves (made on first use)
 
     # -- what a server reads from a detector ---------------------------------------------------------
     @property
@@ -94,7 +95,7 @@ class VersionedDetector:
         current = self._current
         if current is not None:
             return current.encoder
-        if getattr(self, "_own_encoder", None) is None:
+        if self._own_encoder is None:
             from logllm_plugin.encoder import LineEncoder
 
             self._own_encoder = LineEncoder(self.config.encoder)  # loads its model on first use only
