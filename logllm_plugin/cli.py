@@ -402,6 +402,7 @@ def detect_row(seq, verdict, knowledge_base) -> dict:
     if verdict.label == "anomalous" and verdict.category in ("", "anomaly"):
         row["category"] = knowledge_base.classify(seq.lines, verdict.evidence)[0].name
     row["key"] = seq.key
+    row["closed_by"] = seq.closed_by
     row["line_numbers"] = list(seq.source_lines) if seq.source_lines else None
     row["evidence_lines"] = [seq.lines[i] for i in verdict.evidence if 0 <= i < len(seq.lines)]
     return row

@@ -1,4 +1,4 @@
-"""`logllm-plugin es setup|annotate|backfill`: the Elasticsearch / OpenSearch integration (DESIGN §5).
+"""`logllm-plugin es setup|annotate|backfill|feedback`: the Elasticsearch / OpenSearch integration (DESIGN §5).
 
 Credentials only from the environment: LOGLLM_ES_API_KEY, or LOGLLM_ES_USERNAME + LOGLLM_ES_PASSWORD;
 LOGLLM_ES_CA_CERT (or --ca-cert) for a private CA. They are never printed or logged.
@@ -174,6 +174,62 @@ def _learning_scorer(learn_dir, model_dir, servers, threads, client, index, key_
                                 message_field=message_field, time_field=time_field, sequencer=sequencer)
     click.echo(f"learning: {json.dumps(outcome)}", err=True)
     return local_scorer(detector=learner), learner
+
+
+@es.command("feedback")
+@cluster_options
+@click.option("--query", required=True, help="Which documents: a query string (e.g. 'logllm.sequence.id:\"web#a1\"' "
+              "or '_id:(a1 OR b2)'), or a JSON query DSL object.")
+@click.option("--as", "label", required=True, type=click.Choice(["normal", "anomalous"]), help="What they really are.")
+@click.option("--server", help="A learning server HOST:PORT (serve --learn) to send the correction to.")
+@click.option("--learn", "learn_dir", type=click.Path(file_okay=False),
+              help="Or a learner's DIR (serve --learn / es annotate --learn): its next poll takes the correction.")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: bearer token file.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server.")
+@click.option("--timeout-s", type=click.FloatRange(min=0.001), default=30.0, show_default=True)
+@click.option("--message-field", default="message", show_default=True)
+@click.option("--max-sequences", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="Refuse a query that selects more sequences than this.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+              help="With --learn: the learner's YAML config (feedback expiry, masks).")
+def feedback_cmd(url, index, backend, ca_cert, query, label, server, learn_dir, token_file, tls_ca, timeout_s,
+                 message_field, max_sequences, config_path):
+    """Correct verdicts seen in Kibana: the selected documents' sequences, read whole from the index,
+    are answered with LABEL at once and train the learner's next model."""
+    def work():
+        from collectors.elastic.feedback import FeedbackQueryError, parse_query, read_sequences, sequence_ids
+
+        if bool(server) == bool(learn_dir):
+            raise click.UsageError("give one of --server (a learning server) or --learn DIR (a learner's directory)")
+        client = _client(url, backend, ca_cert)
+        try:
+            ids = sequence_ids(client, index, parse_query(query), max_sequences)
+            sequences = read_sequences(client, index, ids, message_field)
+        except FeedbackQueryError as exc:
+            raise click.ClickException(str(exc)) from None
+        if learn_dir:
+            from logllm_plugin.cli import _config
+            from logllm_plugin.learning.feedback import FeedbackError
+            from logllm_plugin.learning.versioned import record_feedback
+
+            try:
+                stored = record_feedback(learn_dir, _config(config_path, {}), sequences, label)
+            except (FeedbackError, FileNotFoundError) as exc:
+                raise click.ClickException(str(exc)) from None
+            result = {"accepted": stored, "stored": stored}
+        else:
+            import grpc
+
+            from logllm_plugin.client import InferenceClient
+
+            with InferenceClient(server, token=read_token_file(token_file), tls_ca=tls_ca, timeout_s=timeout_s) as c:
+                try:
+                    result = c.feedback(sequences, label)
+                except grpc.RpcError as exc:
+                    raise click.ClickException(f"server {server}: {exc.code().name}: {exc.details()}") from None
+        click.echo(json.dumps({**result, "sequences": ids}))
+
+    _run(lambda: _guard(work))
 
 
 def _partition(text):

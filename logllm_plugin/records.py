@@ -32,6 +32,9 @@ class LogSequence:
     category: Optional[str] = None  # anomaly type when the data names one
     split: Optional[str] = None  # the split the source defined (train/test/...)
     short: bool = False  # closed by time before reaching min_lines
+    # Why the sequencer closed it: full | idle | age | pressure | end. A sequence closed by `end`
+    # (end of input), `age` or `pressure` may be missing its tail; None when the input came grouped.
+    closed_by: Optional[str] = None
     line_labels: Optional[list[int]] = None
     source_lines: Optional[list[int]] = None  # input line numbers, parallel to `lines`
     explanation: Optional[str] = None  # why it is anomalous, when the data says (LLM fine-tuning)

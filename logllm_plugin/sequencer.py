@@ -203,10 +203,10 @@ class Sequencer:
         short = len(seq.records) < self.config.min_lines
         if short:
             self.stats.short += 1
-        return _to_sequence(seq, short)
+        return _to_sequence(seq, short, reason)
 
 
-def _to_sequence(seq: _Open, short: bool) -> LogSequence:
+def _to_sequence(seq: _Open, short: bool, closed_by: str) -> LogSequence:
     labels = [r.label for r in seq.records]
     known = [x for x in labels if x is not None]
     if any(x == 1 for x in known):
@@ -223,6 +223,7 @@ def _to_sequence(seq: _Open, short: bool) -> LogSequence:
         key=seq.key,
         label=label,
         short=short,
+        closed_by=closed_by,
         line_labels=[int(x) for x in known] if all_labeled else None,
         source_lines=[int(s) for s in source if s is not None]
         if all(s is not None for s in source)

@@ -1,6 +1,11 @@
 """Synthetic anomalies for users without labels: history is treated as normal, and copies of it
 are broken the ways real incidents break sequences (DESIGN §6): a step dropped, a step repeated,
 two steps swapped, or a line that does not belong (a foreign template).
+
+A sequence the sequencer closed early (end of input, a time or size limit) or that began before the
+input did is missing its head or tail without anything having gone wrong: `truncated_copies` adds
+such cuts of normal history as normal examples, and a dropped step is always an inner one, so the
+model learns "a step is missing inside the session" and not "the session was cut".
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ KINDS = ("dropped", "duplicated", "reordered", "foreign")
 def _inject_one(lines: list[str], kind: str, rng: random.Random, foreign_pool: Sequence[str]) -> list[str] | None:
     out = list(lines)
     if kind == "dropped" and len(out) >= 3:
-        del out[rng.randrange(len(out))]
+        del out[rng.randrange(1, len(out) - 1)]  # an inner step: a missing head or tail is a cut
     elif kind == "duplicated" and out:
         i = rng.randrange(len(out))
         out[i:i] = [out[i]] * rng.randint(1, 3)
@@ -44,10 +49,14 @@ def _inject_one(lines: list[str], kind: str, rng: random.Random, foreign_pool: S
 
 
 def inject_anomalies(normal: Sequence[LogSequence], rate: float, seed: int) -> list[LogSequence]:
-    """Normal sequences (label 0) plus about `rate` × len(normal) broken copies (label 1)."""
+    """History as normal (label 0) plus about `rate` × len(normal) broken copies (label 1).
+
+    A sequence already labeled anomalous (an operator's correction) keeps its label and is never
+    the base of a copy."""
     rng = random.Random(seed)
-    result = [LogSequence(id=s.id, lines=list(s.lines), key=s.key, label=0, split=s.split) for s in normal]
-    candidates = [s for s in normal if s.lines]
+    result = [LogSequence(id=s.id, lines=list(s.lines), key=s.key, label=1 if s.label == 1 else 0, split=s.split)
+              for s in normal]
+    candidates = [s for s in normal if s.lines and s.label != 1]
     if not candidates:
         return result
     target = max(1, int(round(rate * len(normal))))
@@ -62,3 +71,21 @@ def inject_anomalies(normal: Sequence[LogSequence], rate: float, seed: int) -> l
         result.append(LogSequence(id=f"{base.id}~{kind}{made}", lines=broken, key=base.key, label=1, category=kind))
         made += 1
     return result
+
+
+def truncated_copies(normal: Sequence[LogSequence], share: float, seed: int) -> list[LogSequence]:
+    """About `share` × len(normal) copies of normal sequences cut at the tail (two in three: end
+    of input, idle or age limits) or at the head (input that starts mid-session), labeled normal."""
+    rng = random.Random(seed)
+    candidates = [s for s in normal if len(s.lines) >= 2 and s.label != 1]
+    if not candidates:
+        return []
+    out: list[LogSequence] = []
+    for n in range(max(1, int(round(share * len(normal))))):
+        base = rng.choice(candidates)
+        keep = rng.randint(1, len(base.lines) - 1)
+        tail_cut = n % 3 != 2
+        lines = list(base.lines[:keep]) if tail_cut else list(base.lines[-keep:])
+        out.append(LogSequence(id=f"{base.id}~cut{n}", lines=lines, key=base.key, label=0, split=base.split,
+                               closed_by="end" if tail_cut else None))
+    return out

@@ -26,7 +26,7 @@ from logllm_plugin.records import LogSequence
 from logllm_plugin.templates import TemplateStore
 from trainers.baseline import TemplateCountBaseline
 from trainers.evaluation import best_f1_threshold, binary_metrics
-from trainers.injection import inject_anomalies
+from trainers.injection import inject_anomalies, truncated_copies
 from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,11 @@ TARGET_FPR = 0.02
 # Each epoch takes a random share of at most this many windows (the novelty view, not the epochs,
 # carries unseen lines; the model needs enough passes to learn order and counts).
 LABEL_FREE_EXAMPLES_PER_EPOCH = 1000
-MIN_NORMAL_HISTORY = 10  # fewer normal sequences cannot tell normal variation from novelty
+# --normal-only: normal history cut short (end of input, time limits), added as normal examples to
+# training and validation, as a share of the history.
+TRUNCATED_SHARE = 0.2
+MIN_NORMAL_HISTORY = 10
+MIN_VALID_ANOMALIES = 20  # --normal-only validation with fewer labeled anomalies gets injected ones too  # fewer normal sequences cannot tell normal variation from novelty
 
 
 class TrainingDataError(ValueError):
@@ -86,9 +90,11 @@ def prepare_labels(train: list[LogSequence], valid: Optional[list[LogSequence]],
         train, valid = split_holdout(train, config.training.valid_fraction, config.training.holdout,
                                      config.training.seed)
     if normal_only:
-        train = inject_anomalies(train, config.training.inject_rate, seed)
-        if all(s.label is None or s.label == 0 for s in valid):
-            valid = inject_anomalies(valid, config.training.inject_rate, seed + 1)
+        train = inject_anomalies(train, config.training.inject_rate, seed) + truncated_copies(
+            train, TRUNCATED_SHARE, seed)
+        if sum(s.label == 1 for s in valid) < MIN_VALID_ANOMALIES:  # too few real ones to choose a cut
+            valid = inject_anomalies(valid, config.training.inject_rate, seed + 1) + truncated_copies(
+                valid, TRUNCATED_SHARE, seed + 1)
     unlabeled = sum(1 for s in train if s.label is None)
     if unlabeled:
         raise TrainingDataError(f"{unlabeled} training sequences have no label; add labels or use --normal-only")
@@ -325,7 +331,8 @@ def normal_history(train: list[LogSequence], valid: Optional[list[LogSequence]],
     """The sequences the novelty table learns from: all of the input for --normal-only (it is
     history treated as normal, a few unlabeled anomalies included), else the normal-labeled ones."""
     pool = list(train) + [s for s in (valid or []) if s.label == 0]
-    history = pool if normal_only else [s for s in pool if s.label == 0]
+    # --normal-only history may hold sequences an operator marked anomalous (label 1): not normal
+    history = [s for s in pool if s.label != 1] if normal_only else [s for s in pool if s.label == 0]
     if normal_only and len(history) < MIN_NORMAL_HISTORY:
         raise TrainingDataError(
             f"--normal-only needs at least {MIN_NORMAL_HISTORY} sequences of normal history, got {len(history)}: "

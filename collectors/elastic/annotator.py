@@ -287,7 +287,8 @@ class Annotator:
             verdict = verdicts[n] if verdicts is not None else None
             for position, handle in enumerate(handles):
                 doc = self._docs[handle]
-                fields = record_annotations(seq_id, seq.key or "", position, verdict, status)
+                fields = record_annotations(seq_id, seq.key or "", position, verdict, status,
+                                            closed_by=seq.closed_by)
                 explanation = explanations[n]
                 if explanation is not None and verdict is not None and verdict.label == "anomalous":
                     fields[SUMMARY], fields[SUGGESTION] = explanation.summary, explanation.suggestion

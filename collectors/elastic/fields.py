@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from collectors.otel.annotations import (CATEGORY, EVIDENCE, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_ID,
+from collectors.otel.annotations import (CATEGORY, CLOSED_BY, EVIDENCE, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_ID,
                                          SEQUENCE_KEY, SEQUENCE_POSITION, STATUS, SUGGESTION, SUMMARY, SUPPRESSED)
 
 # When the annotator wrote the document: with `_version` it shows a document was annotated once.
@@ -25,6 +25,7 @@ ANNOTATION_FIELD_TYPES: dict[str, dict[str, Any]] = {
     STATUS: {"type": "keyword"},
     FAMILIARITY: {"type": "float"},
     SUPPRESSED: {"type": "boolean"},
+    CLOSED_BY: {"type": "keyword"},
     ANNOTATED_AT: {"type": "date"},
 }
 

@@ -18,6 +18,9 @@ SUMMARY = "logllm.explanation.summary"
 SUGGESTION = "logllm.explanation.suggestion"
 FAMILIARITY = "logllm.sequence.familiarity"
 SUPPRESSED = "logllm.suppressed"
+# Why the sequence closed (full | idle | age | pressure | end): `end`, `age` and `pressure` may have
+# cut a session short, which tells an operator why a verdict rests on part of a session.
+CLOSED_BY = "logllm.sequence.closed_by"
 
 STATUS_OK, STATUS_UNAVAILABLE, STATUS_TIMEOUT, STATUS_REJECTED = "ok", "unavailable", "timeout", "rejected"
 STATUS_LEARNING = "learning"
@@ -25,9 +28,11 @@ UNSCORED = "unscored"
 
 
 def record_annotations(sequence_id: str, key: str, position: int, verdict: Optional[Verdict],
-                       status: str = STATUS_OK) -> dict[str, Any]:
+                       status: str = STATUS_OK, closed_by: Optional[str] = None) -> dict[str, Any]:
     """Attributes for the record at `position` of a sequence; `verdict` None means not scored."""
     out: dict[str, Any] = {SEQUENCE_ID: sequence_id, SEQUENCE_KEY: key, SEQUENCE_POSITION: position, STATUS: status}
+    if closed_by:
+        out[CLOSED_BY] = closed_by
     if verdict is None:
         out[LABEL] = UNSCORED
         return out

@@ -311,7 +311,8 @@ class OtlpBridge:
         for sequence, verdict in zip(sequences, verdicts):
             for position, ident in enumerate(sequence.source_lines):
                 item = self._items[ident]
-                set_attributes(item.record, record_annotations(sequence.id, sequence.key or "", position, verdict, status))
+                set_attributes(item.record, record_annotations(sequence.id, sequence.key or "", position, verdict, status,
+                                                                      closed_by=sequence.closed_by))
                 items.append((ident, item))
         if not self._forwarder.send([item for _, item in items]):
             return False  # stopping: these entries stay unacknowledged and are replayed next start

@@ -208,7 +208,8 @@ class LogLLMProcessor(LogRecordProcessor):
         for seq, verdict in zip(sequences, verdicts):
             for position, ident in enumerate(seq.source_lines):
                 held = self._held.pop(ident)
-                self._annotate(held.record, record_annotations(seq.id, seq.key or "", position, verdict, status))
+                self._annotate(held.record, record_annotations(seq.id, seq.key or "", position, verdict, status,
+                                                                    closed_by=seq.closed_by))
                 if verdict is None:
                     self.stats.passed_unscored += 1
                 else:

@@ -7,6 +7,8 @@ JSONL beside the history so a restart keeps them.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -34,6 +36,21 @@ def sequence_signature(lines: Sequence[str], masker: Optional[LineMasker] = None
 
 
 _MASKER = LineMasker([list(m) for m in MASKS])
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An advisory lock across processes; without one (read-only directory) writes go on unlocked."""
+    try:
+        handle = open(lock_path, "a")
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
 
 
 class FeedbackStore:
@@ -94,7 +111,12 @@ class FeedbackStore:
                 raise FeedbackError(f"sequence {n} has {len(lines)} lines; the limit is {self.max_lines}")
         expires = time.time() + self.ttl_s
         sigs = [sequence_signature([str(x) for x in lines]) for lines in sequences]
-        with self._lock:
+        with self._lock, _exclusive(self.path.with_suffix(".lock")):
+            # Another process (`es feedback --learn DIR`, the learner itself) may have written the
+            # file since: take its corrections first, so no writer's are lost.
+            if self._mtime_ns() != self._seen_mtime_ns:
+                self._entries.clear()
+                self._load()
             for sig in sigs:
                 self._entries[sig] = (label, expires)
                 self._entries.move_to_end(sig)

@@ -205,21 +205,45 @@ class SequenceHistory:
 
     def _source_entries(self, source_dir: Path) -> Iterator[HistoryEntry]:
         for segment in sorted(source_dir.glob("seg-*.jsonl")):
-            try:
-                handle = open(segment, "rb")
-            except OSError:
-                continue  # evicted while we read
-            with handle:
-                for raw in handle:
-                    try:
-                        item = json.loads(raw)
-                        lines = [str(x) for x in item["lines"]]
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a torn last line after a crash
-                    yield HistoryEntry(lines, float(item.get("t", 0.0)), item.get("edge"), source_dir.name)
+            yield from self._segment_entries(segment, source_dir.name)
+
+    @staticmethod
+    def _segment_entries(segment: Path, source: str) -> Iterator[HistoryEntry]:
+        try:
+            handle = open(segment, "rb")
+        except OSError:
+            return  # evicted while we read
+        with handle:
+            for raw in handle:
+                try:
+                    item = json.loads(raw)
+                    lines = [str(x) for x in item["lines"]]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line after a crash
+                yield HistoryEntry(lines, float(item.get("t", 0.0)), item.get("edge"), source)
 
     def recent(self, limit: int) -> list[HistoryEntry]:
-        """The `limit` most recent sequences over all sources, in arrival order."""
-        from collections import deque
+        """The `limit` most recent sequences over all sources, in arrival order.
 
-        return list(deque(self.entries(), maxlen=limit))
+        Reads each source's segments newest first and stops once it has `limit`: a full history
+        (hundreds of MB) costs no more to sample than the window it gives."""
+        import heapq
+
+        if limit <= 0:
+            return []
+        self.flush()
+        per_source = [self._source_recent(d, limit) for d in self._source_dirs()]
+        merged = list(heapq.merge(*per_source, key=lambda e: e.time_s))
+        return merged[-limit:]
+
+    def _source_recent(self, source_dir: Path, limit: int) -> list[HistoryEntry]:
+        chunks: list[list[HistoryEntry]] = []
+        held = 0
+        for segment in sorted(source_dir.glob("seg-*.jsonl"), reverse=True):
+            chunk = list(self._segment_entries(segment, source_dir.name))
+            chunks.append(chunk)
+            held += len(chunk)
+            if held >= limit:
+                break
+        entries = [e for chunk in reversed(chunks) for e in chunk]
+        return entries[-limit:]

@@ -86,6 +86,8 @@ class LearningDetector(VersionedDetector):
     def detect(self, sequences: Sequence[Union[LogSequence, Sequence[str]]],
                edges: Optional[Sequence[Optional[str]]] = None) -> list[Verdict]:
         ids, masked = self.mask(sequences)
+        if edges is None and any(getattr(s, "closed_by", None) for s in sequences):
+            edges = [getattr(s, "closed_by", None) for s in sequences]  # the sequencer's reason, kept with it
         self.history.append(masked, edges, self.source)
         return self.score_masked(ids, masked)
 
@@ -142,8 +144,9 @@ class LearningDetector(VersionedDetector):
             self.training = False
         logger.info("learning: training cycle done", extra={"outcome": outcome})
 
-    def training_window(self) -> tuple[list[list[str]], list[list[str]], dict]:
-        """(training sequences, held-out recent sequences, what was left out and why)."""
+    def training_window(self) -> tuple[list[list[str]], list[list[str]], dict, dict]:
+        """(normal training sequences, held-out recent sequences, what was left out and why, the
+        operators' corrections {"normal": [...], "anomalous": [...]} as masked sequences)."""
         lc = self.learning
         recent = [e.lines for e in self.history.recent(lc.train_max_sequences)]
         # Every k-th sequence is held out, not the newest block: the model then trains on the whole
@@ -163,9 +166,12 @@ class LearningDetector(VersionedDetector):
                 left_out["flagged_by_serving_model"] += 1
             else:
                 kept.append(lines)
-        marked_normal = [list(sig) for sig, label in corrections.items() if label == "normal"]
-        kept.extend(marked_normal)  # an operator's "this is normal" is training data
-        return kept, holdout, {**left_out, "marked_normal": len(marked_normal)}
+        # An operator's word is training data with its label (the history copy of a sequence marked
+        # anomalous was left out above, so it is not also taught as normal).
+        marked = {want: [list(sig) for sig, label in corrections.items() if label == want]
+                  for want in ("normal", "anomalous")}
+        return kept, holdout, {**left_out, "marked_normal": len(marked["normal"]),
+                               "marked_anomalous_trained": len(marked["anomalous"])}, marked
 
     def _confidently_flagged(self, train: list[list[str]]) -> set[int]:
         """Indexes the serving model flags at `high_confidence`, except those whose unknown lines are common."""
@@ -198,13 +204,13 @@ class LearningDetector(VersionedDetector):
 
     def _train_and_check(self) -> dict:
         lc = self.learning
-        train, holdout, left_out = self.training_window()
+        train, holdout, left_out, marked = self.training_window()
         if len(train) < MIN_HOLDOUT:
             return {"published": False, "error": f"only {len(train)} sequences to train on"}
         work = self.models.temp_dir()
         out_dir = work / "model"
         train_path = work / "train.jsonl"
-        write_training_set(train_path, train)
+        write_training_set(train_path, train, marked["normal"], marked["anomalous"])
         config = config_to_dict(self.config)
         if lc.epochs is not None:
             config["training"]["epochs"] = lc.epochs

@@ -40,10 +40,20 @@ def _die_with_parent_and_yield(nice: int):
     return setup
 
 
-def write_training_set(path: Path, sequences: Sequence[Sequence[str]]) -> None:
+# An operator's correction is one sequence among thousands of history: written this many times
+# (identical windows become one example of this weight) so the next model learns it.
+FEEDBACK_COPIES = 10
+
+
+def write_training_set(path: Path, normal: Sequence[Sequence[str]], marked_normal: Sequence[Sequence[str]] = (),
+                       marked_anomalous: Sequence[Sequence[str]] = ()) -> None:
+    """History as normal (label 0); operators' corrections with their labels, FEEDBACK_COPIES each."""
+    rows = [(lines, 0) for lines in normal]
+    rows += [(lines, 0) for lines in marked_normal for _ in range(FEEDBACK_COPIES)]
+    rows += [(lines, 1) for lines in marked_anomalous for _ in range(FEEDBACK_COPIES)]
     with open(path, "w", encoding="utf-8") as handle:
-        for n, lines in enumerate(sequences):
-            handle.write(json.dumps({"id": f"h{n}", "lines": list(lines), "label": 0}, ensure_ascii=False) + "\n")
+        for n, (lines, label) in enumerate(rows):
+            handle.write(json.dumps({"id": f"h{n}", "lines": list(lines), "label": label}, ensure_ascii=False) + "\n")
 
 
 def start_training(train_path: Path, config_dict: dict, out_dir: Path, threads: Optional[int], nice: int,
@@ -84,7 +94,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     with open(args.train, "r", encoding="utf-8") as handle:
         for raw in handle:
             item = json.loads(raw)
-            sequences.append(LogSequence(id=item["id"], lines=item["lines"], label=0))
+            sequences.append(LogSequence(id=item["id"], lines=item["lines"], label=1 if item.get("label") == 1 else 0))
     outcome = train_small(sequences, None, config, args.out, normal_only=True,
                           progress=lambda epoch, total, record: logger.info("epoch %d/%d %s", epoch, total, record))
     logger.info("trained %s: %s", outcome.model_dir, json.dumps(outcome.metrics.get("valid", {})))

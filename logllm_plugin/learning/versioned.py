@@ -247,6 +247,18 @@ class VersionedDetector:
         masked = [[self.mask_line(str(line)) for line in seq] for seq in sequences]
         return self.feedback.add(masked, label)
 
+
+def record_feedback(directory: str | Path, config: PluginConfig, sequences: Sequence[Sequence[str]], label: str) -> int:
+    """Store corrections in a learner's DIR from another process (`es feedback --learn DIR`): masked
+    as the learner masks them; the learner takes them at its next poll."""
+    if not (Path(directory) / "models").is_dir():
+        raise FileNotFoundError(f"{directory} is not a learner's directory (no models/ in it): "
+                                "give the DIR of `serve --learn` or `es annotate --learn`")
+    privacy = personal_data_masker(config)
+    store = FeedbackStore(directory, config.learning.feedback_max_entries, config.learning.feedback_ttl_s,
+                          max_lines=config.server.max_lines_per_sequence)
+    return store.add([[privacy.mask(str(line)) for line in seq] for seq in sequences], label)
+
     def info(self) -> dict:
         return {"state": self.state, "version": self._version or "", "load_failures": self.load_failures,
                 "last_load_error": self.last_load_error or "", "feedback_entries": len(self.feedback)}

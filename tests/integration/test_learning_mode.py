@@ -172,6 +172,42 @@ def test_a_learner_killed_mid_training_leaves_the_store_usable(learned, traffic,
         again.stop()
 
 
+def test_after_the_next_retrain_the_model_itself_follows_the_operators_corrections(learned, traffic, tmp_path):
+    """Suppression answers at once; the retrain after it must teach the model the same: the raw
+    model directory (no feedback store in front of it) then agrees with the operator."""
+    directory = tmp_path / "store"
+    shutil.copytree(learned["directory"], directory, ignore=shutil.ignore_patterns("*.lock"))
+    normal, anomalies = traffic["normal"][300:700], traffic["anomalies"]
+    env = {**FAST, "LOGLLM_LEARNING__MIN_NEW_SEQUENCES": "10"}
+    learner = LearningServer(directory, None, threads=1, extra=["--retrain-every", "1s"], env=env,
+                             log_path=tmp_path / "serve.log")
+    try:
+        false_positives = [s for s, v in zip(normal, learner.detect(normal)) if v["label"] == "anomalous"]
+        missed = [s for s, v in zip(anomalies, learner.detect(anomalies)) if v["label"] == "normal"][:5]
+        assert false_positives, "the generated traffic gives this model false positives to correct"
+        learner.feedback(false_positives, "normal")
+        if missed:
+            learner.feedback(missed, "anomalous")
+        state = learner.wait_for(lambda m: m["trainings"] >= 1 and not m["training"], 900)
+        assert state["version"].endswith("/v000002"), json.dumps(state.get("last_training"))
+        assert state["last_training"]["left_out"]["marked_normal"] == len({json.dumps(s) for s in false_positives})
+    finally:
+        learner.stop()
+    raw = _raw_labels(directory / "models" / "v000002", false_positives + missed, tmp_path)
+    right = sum(label == "normal" for label in raw[: len(false_positives)])
+    assert right >= 0.8 * len(false_positives), f"{right} of {len(false_positives)} corrected false positives"
+    caught = sum(label == "anomalous" for label in raw[len(false_positives):])
+    assert caught >= 0.8 * len(missed), f"{caught} of {len(missed)} marked anomalies"
+
+
+def _raw_labels(model_dir: Path, sequences, tmp_path: Path) -> list[str]:
+    path = tmp_path / "corrected.jsonl"
+    path.write_text("".join(json.dumps({"id": f"c{n}", "lines": s}) + "\n" for n, s in enumerate(sequences)))
+    out = subprocess.run(CLI + ["detect", "--model", str(model_dir), "--input", str(path), "--show", "jsonl"],
+                         capture_output=True, text=True, check=True)
+    return [json.loads(x)["label"] for x in out.stdout.splitlines()]
+
+
 def _trainer_pids(parent: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(parent), "-f", "logllm_plugin.learning.train_job"],
                          capture_output=True, text=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,25 @@ def test_history_stays_under_its_cap_by_dropping_the_oldest_segments(tmp_path):
     assert kept[-1].startswith("line number 2999 ")
     assert not any(line.startswith("line number 0 ") for line in kept)
     assert history.count == len(kept) < 3000
+
+
+def test_recent_gives_the_newest_window_over_sources_without_reading_every_segment(tmp_path, monkeypatch):
+    history = SequenceHistory(tmp_path, 1 << 16)  # 4 KiB segments
+    clock = iter(range(1, 10_000))
+    monkeypatch.setattr("logllm_plugin.learning.history.time.time", lambda: float(next(clock)))
+    for n in range(600):
+        history.append([[f"request {n} handled by the web tier, padded to fill segments"]],
+                       source="web" if n % 3 else "db")
+    assert len(list((tmp_path / "web").glob("seg-*.jsonl"))) >= 4
+    want = [e.lines for e in history.entries()][-50:]
+    read = []
+    real = SequenceHistory._segment_entries
+    monkeypatch.setattr(SequenceHistory, "_segment_entries",
+                        staticmethod(lambda seg, src: (read.append(seg), real(seg, src))[1]))
+    assert [e.lines for e in history.recent(50)] == want
+    assert [e.lines[0].split()[1] for e in history.recent(3)] == ["597", "598", "599"]
+    segments = len(list(tmp_path.glob("*/seg-*.jsonl")))
+    assert len(set(read)) < segments / 2, f"read {len(set(read))} of {segments} segments for 50 sequences"
 
 
 def test_history_of_another_format_version_is_refused_with_what_to_do(tmp_path):
@@ -198,3 +218,15 @@ def test_calibration_never_lowers_the_trainers_threshold():
     detector = _ScoresAsGiven(threshold=0.9)
     calibrate_threshold(detector, [["0.1"], ["0.2"], ["0.3"]], target_false_positive_rate=0.05)
     assert detector.settings.threshold == 0.9
+
+
+def test_corrections_go_to_the_trainer_with_their_labels_and_enough_weight_to_count(tmp_path):
+    from logllm_plugin.learning.train_job import FEEDBACK_COPIES, write_training_set
+
+    path = tmp_path / "train.jsonl"
+    write_training_set(path, [["a", "b"], ["a", "c"]], marked_normal=[["x", "y"]], marked_anomalous=[["boom"]])
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    by_lines = Counter((tuple(r["lines"]), r["label"]) for r in rows)
+    assert by_lines == {(("a", "b"), 0): 1, (("a", "c"), 0): 1, (("x", "y"), 0): FEEDBACK_COPIES,
+                        (("boom",), 1): FEEDBACK_COPIES}
+    assert len({r["id"] for r in rows}) == len(rows)

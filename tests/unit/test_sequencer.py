@@ -182,3 +182,30 @@ def test_hdfs_block_ids_from_key_regex_group_lines_into_block_sequences(tmp_path
     records = read_records(path, key_regex=r"blk_-?\d+")
     seqs = list(sequences_from_records(records, SequencerConfig(min_lines=1)))
     assert {s.id: s.source_lines for s in seqs} == {"blk_-1#0": [1, 3, 5], "blk_2#0": [2, 4]}
+
+
+def test_every_sequence_says_why_it_closed() -> None:
+    """full / idle / age / pressure / end: a sequence cut by end of input, age or pressure may be
+    missing its tail, and the verdict's reader (and the trainer) must be able to tell."""
+    def fresh() -> Sequencer:
+        return Sequencer(SequencerConfig(max_lines=3, min_lines=1, idle_s=5, max_age_s=10, max_open_sequences=2))
+
+    s = fresh()
+    full = s.add(rec("a", "k", t=0)) + s.add(rec("b", "k", t=0.1)) + s.add(rec("c", "k", t=0.2))
+    assert [q.closed_by for q in full] == ["full"]
+
+    s = fresh()
+    s.add(rec("a", "k", t=0))
+    assert [q.closed_by for q in s.flush_expired(5.5)] == ["idle"]
+
+    s = Sequencer(SequencerConfig(max_lines=10, min_lines=1, idle_s=5, max_age_s=10))
+    for t in (0, 4, 8):
+        s.add(rec("a", "k", t=t))
+    assert [q.closed_by for q in s.add(rec("c", "k", t=10.5))] == ["age"]  # never idle, but open 10.5 s
+
+    s = fresh()
+    s.add(rec("a", "k1", t=0))
+    s.add(rec("a", "k2", t=0.1))
+    pressured = s.add(rec("a", "k3", t=0.2))
+    assert [(q.key, q.closed_by) for q in pressured] == [("k1", "pressure")]
+    assert sorted((q.key, q.closed_by) for q in s.flush_all()) == [("k2", "end"), ("k3", "end")]

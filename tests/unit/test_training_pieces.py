@@ -3,7 +3,7 @@ import numpy as np
 from logllm_plugin.featurize import FeaturizedBatch, FeaturizedSequence
 from logllm_plugin.records import LogSequence
 from trainers.evaluation import best_f1_threshold, binary_metrics
-from trainers.injection import KINDS, inject_anomalies
+from trainers.injection import KINDS, inject_anomalies, truncated_copies
 from trainers.small import build_examples, length_bucketed_batches, split_holdout
 
 
@@ -48,6 +48,38 @@ def test_injected_anomalies_are_labeled_changed_and_deterministic():
     assert {s.category for s in broken} == set(KINDS)
     assert all(s.lines != normal[0].lines for s in broken)
     assert [s.lines for s in first] == [s.lines for s in again]
+
+
+def test_a_dropped_step_is_an_inner_one_so_a_cut_session_is_not_taught_as_broken():
+    lines = [f"step {k} of job" for k in "abcdef"]
+    normal = [LogSequence(id=f"n{i}", lines=list(lines), label=None) for i in range(200)]
+    dropped = [s for s in inject_anomalies(normal, rate=1.0, seed=5) if s.category == "dropped"]
+    assert len(dropped) == 50
+    assert all(s.lines[0] == lines[0] and s.lines[-1] == lines[-1] and len(s.lines) == 5 for s in dropped)
+
+
+def test_truncated_copies_are_normal_heads_and_tails_of_history():
+    normal = [LogSequence(id=f"n{i}", lines=[f"s{i} step {k}" for k in range(8)], label=0) for i in range(50)]
+    cuts = truncated_copies(normal, share=0.4, seed=2)
+    assert len(cuts) == 20 and all(c.label == 0 for c in cuts)
+    by_id = {s.id: s.lines for s in normal}
+    heads = tails = 0
+    for cut in cuts:
+        whole = by_id[cut.id.split("~")[0]]
+        assert 1 <= len(cut.lines) < len(whole)
+        heads += whole[: len(cut.lines)] == cut.lines
+        tails += whole[-len(cut.lines):] == cut.lines
+    assert heads >= 10 and tails >= 5  # both ends are cut: end of input and input that starts mid-session
+    assert [c.lines for c in cuts] == [c.lines for c in truncated_copies(normal, share=0.4, seed=2)]
+
+
+def test_a_sequence_an_operator_marked_anomalous_keeps_its_label_and_is_never_copied():
+    normal = [LogSequence(id=f"n{i}", lines=[f"step {k}" for k in "abcd"], label=0) for i in range(30)]
+    marked = LogSequence(id="m", lines=["disk sda failed", "raid degraded", "rebuild"], label=1)
+    out = inject_anomalies(normal + [marked], rate=0.5, seed=1)
+    assert [s.label for s in out if s.id == "m"] == [1]
+    assert not any(s.id.startswith("m~") for s in out)
+    assert not any(c.id.startswith("m~") for c in truncated_copies(normal + [marked], share=1.0, seed=1))
 
 
 def test_threshold_separates_cleanly_separable_scores():

@@ -50,3 +50,31 @@ def test_annotate_learns_from_the_index_history_then_annotates_every_document_on
                       if labels[h["_source"]["trace_id"]] == 0 and h["_source"]["logllm"]["anomaly"]["label"] == "anomalous"}
     normal = sum(1 for v in labels.values() if v == 0)
     assert len(normal_flagged) <= 0.1 * normal, f"{len(normal_flagged)} of {normal} normal requests flagged"
+
+    # An operator marks what was flagged (or, if nothing was, three requests) as normal, by a query
+    # over the index as in Kibana: the learner answers those sequences normal/suppressed from then on.
+    chosen = sorted(normal_flagged)[:3] or sorted(labels)[:3]
+    query = "trace_id:(" + " OR ".join(f'"{c}"' for c in chosen) + ")"
+    fed = subprocess.run([sys.executable, "-m", "logllm_plugin", "es", "feedback", "--url", elasticsearch_url,
+                          "--index", index, "--query", query, "--as", "normal", "--learn", str(tmp_path / "learn")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert fed.returncode == 0, fed.stderr[-3000:]
+    answer = json.loads(fed.stdout.strip().splitlines()[-1])
+    assert answer["accepted"] == len(chosen) and len(answer["sequences"]) == len(chosen)
+    from logllm_plugin.learning.learner import LearningDetector
+
+    learner = LearningDetector.open(tmp_path / "learn", threads=1)
+    try:
+        lines_of = {}
+        for h in sorted(hits, key=lambda h: h["_source"]["logllm"]["sequence"]["position"]):
+            lines_of.setdefault(h["_source"]["logllm"]["sequence"]["id"], []).append(h["_source"]["message"])
+        chosen_ids = [i for i in lines_of if any(i.startswith(f"{c}#") for c in chosen)]
+        verdicts = learner.detect([lines_of[i] for i in chosen_ids])
+        assert [(v.label, v.suppressed) for v in verdicts] == [("normal", True)] * len(chosen_ids)
+    finally:
+        learner.close()
+
+    nothing = subprocess.run([sys.executable, "-m", "logllm_plugin", "es", "feedback", "--url", elasticsearch_url,
+                              "--index", index, "--query", 'trace_id:"no-such-request"', "--as", "normal",
+                              "--learn", str(tmp_path / "learn")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert nothing.returncode != 0 and "no annotated document matches" in nothing.stderr, nothing.stderr
