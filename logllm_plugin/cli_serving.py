@@ -301,14 +301,28 @@ def bench_bridge_cmd(model_dir, data_path, records, as_json):
               "before and after the scheduled retrain.")
 @click.option("--retrain-every", "retrain_every_s", type=float, default=30.0, show_default=True,
               help="With --drift: the server's --retrain-every, in seconds.")
+@click.option("--under-retrain", is_flag=True, help="Instead: scoring throughput while a retrain runs, as a ratio "
+              "to scoring without one (same run), and the server's and trainer's peak RSS.")
+@click.option("--full-history", is_flag=True, help="With --under-retrain: fill the history to "
+              "learning.history_max_bytes first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
 def bench_learn_cmd(data_path, train_fraction, contamination, threads, timeout_s, no_reference, drift, retrain_every_s,
-                    as_json):
+                    under_retrain, full_history, as_json):
     """serve --learn over HTTP: stream the history, wait for `serving`, stream the test part; F1 beside
     `train small --normal-only` and the novelty rule on the same history, same run."""
     def work():
         from logllm_plugin.benchmarks.learning import run_drift_bench, run_learning_bench
 
+        if full_history and not under_retrain:
+            raise click.UsageError("--full-history goes with --under-retrain")
+        if under_retrain:
+            from logllm_plugin.benchmarks.learning_load import run_retrain_load_bench
+
+            result = run_retrain_load_bench(data_path, train_fraction=train_fraction, threads=threads,
+                                            full_history=full_history, timeout_s=timeout_s,
+                                            progress=lambda m: click.echo(m, err=True))
+            click.echo(json.dumps(result))
+            return
         if drift:
             result = run_drift_bench(data_path, train_fraction=train_fraction, threads=threads,
                                      retrain_every_s=retrain_every_s, timeout_s=timeout_s,

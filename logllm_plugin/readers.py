@@ -436,6 +436,7 @@ def _to_sequence(
         line_labels=_line_labels(obj.get("line_labels"), len(seq_lines), where, report),
         source_lines=source_lines,
         explanation=_str(obj.get("explanation")),
+        closed_by=_str(obj.get("closed_by")),
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from logllm_plugin.records import LogSequence
 
 # Optional fields written only when set, in this order (README of the shared datasets).
-_OPTIONAL = ("key", "label", "category", "split", "line_labels", "explanation")
+_OPTIONAL = ("key", "label", "category", "split", "line_labels", "explanation", "closed_by")
 
 
 def sequence_to_dict(seq: LogSequence, **extra: Any) -> dict[str, Any]:
