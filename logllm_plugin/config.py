@@ -124,9 +124,14 @@ class TrainingConfig:
     # A 100,000-line container would add ~800 windows of one label to every epoch; training sees
     # at most this many, evenly spaced (scoring always covers every window).
     max_windows_per_sequence: int = 16
+    # --normal-only: history is unlabeled and may hold a few anomalies; at most this share of it,
+    # the sequences holding the rarest masked lines, is left out of training (trainers/contamination.py).
+    leave_out_rare_share: float = 0.03
 
     def problems(self) -> list[str]:
         out = []
+        if not 0.0 <= self.leave_out_rare_share < 0.5:
+            out.append("training.leave_out_rare_share must be in [0, 0.5)")
         if self.epochs < 1 or self.batch_size < 1:
             out.append("training.epochs and training.batch_size must be >= 1")
         if not 0.0 <= self.dense_epochs_fraction <= 1.0:

@@ -25,6 +25,7 @@ from logllm_plugin.featurize import FeaturizedBatch, featurize, pad_batch, windo
 from logllm_plugin.records import LogSequence
 from logllm_plugin.templates import TemplateStore
 from trainers.baseline import TemplateCountBaseline
+from trainers.contamination import leave_out_rare
 from trainers.evaluation import best_f1_threshold, binary_metrics
 from trainers.injection import inject_anomalies, truncated_copies
 from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate
@@ -175,6 +176,10 @@ def train_small(
 
     tc = config.training
     seed_everything(tc.seed)
+    left_out_rare = 0
+    if normal_only:
+        train, left_out_rare = leave_out_rare(train, TemplateStore(config.templates).mask, tc.leave_out_rare_share)
+        logger.info("left out %d history sequences holding the rarest lines (possible incidents)", left_out_rare)
     normal_seqs = normal_history(train, valid, normal_only)
     train, valid = prepare_labels(train, valid, config, normal_only)
 
@@ -286,6 +291,7 @@ def train_small(
         base_scores = baseline.predict_proba([f.template_ids for f in valid_batch.sequences])
         metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
     metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
+    metrics["left_out_rare"] = left_out_rare
     gate = None
     if not normal_only and valid_batch and threshold_source == "validation":
         gate, metrics["count_gate"] = choose_count_gate(threshold_scores, threshold, base_scores, valid_labels)

@@ -119,3 +119,20 @@ def test_evidence_metrics_count_labeled_lines_among_the_evidence_of_flagged_sequ
                 verdict("normal", [])]
     assert evidence_metrics(seqs, verdicts) == {"sequences": 2, "precision": round(1 / 3, 4), "hit_rate": 0.5}
     assert evidence_metrics(seqs[2:], verdicts[2:]) is None
+
+
+def test_history_sequences_with_the_rarest_lines_are_left_out_within_a_budget():
+    from trainers.contamination import leave_out_rare, rare_line_sequences
+
+    common = [["GET /a 200", "db query ok", "GET /b 200"]] * 480
+    incident = [["GET /a 200", "ERROR pool exhausted after 30 s", "GET /b 500"]] * 2
+    odd_but_normal = [["GET /a 200", f"cache warmed in region {r}"] for r in ("eu", "us", "ap")] * 2
+    masked = common + incident + odd_but_normal  # 488: a line seen in <= 2 sequences is rare
+    out = rare_line_sequences(masked, max_share=0.01)  # a budget of 4: the two rarest-line kinds first
+    assert out[:2] == [480, 481] and len(out) == 4
+    assert rare_line_sequences(masked, max_share=0.0) == []
+    assert rare_line_sequences(common, max_share=0.05) == []  # nothing rare, nothing lost
+    history = [LogSequence(id=f"s{n}", lines=list(lines), label=None) for n, lines in enumerate(masked)]
+    history[480].label = 1  # an operator's labeled anomaly stays training data
+    kept, left = leave_out_rare(history, lambda line: line, max_share=0.01)
+    assert left == 4 and any(s.id == "s480" for s in kept) and not any(s.id == "s481" for s in kept)
