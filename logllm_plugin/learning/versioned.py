@@ -247,6 +247,10 @@ class VersionedDetector:
         masked = [[self.mask_line(str(line)) for line in seq] for seq in sequences]
         return self.feedback.add(masked, label)
 
+    def info(self) -> dict:
+        return {"state": self.state, "version": self._version or "", "load_failures": self.load_failures,
+                "last_load_error": self.last_load_error or "", "feedback_entries": len(self.feedback)}
+
 
 def record_feedback(directory: str | Path, config: PluginConfig, sequences: Sequence[Sequence[str]], label: str) -> int:
     """Store corrections in a learner's DIR from another process (`es feedback --learn DIR`): masked
@@ -258,7 +262,3 @@ def record_feedback(directory: str | Path, config: PluginConfig, sequences: Sequ
     store = FeedbackStore(directory, config.learning.feedback_max_entries, config.learning.feedback_ttl_s,
                           max_lines=config.server.max_lines_per_sequence)
     return store.add([[privacy.mask(str(line)) for line in seq] for seq in sequences], label)
-
-    def info(self) -> dict:
-        return {"state": self.state, "version": self._version or "", "load_failures": self.load_failures,
-                "last_load_error": self.last_load_error or "", "feedback_entries": len(self.feedback)}

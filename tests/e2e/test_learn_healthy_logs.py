@@ -43,7 +43,7 @@ def _session(rng: random.Random) -> list[str]:
     if kind < 0.65:  # guessing root's password
         lines = [f"pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user=root"]
         lines += [f"Failed password for root from {ip} port {port} ssh2"] * rng.randint(1, 4)
-        lines.append(f"Disconnecting: Too many authentication failures for root [preauth]" if rng.random() < 0.3
+        lines.append("Disconnecting: Too many authentication failures for root [preauth]" if rng.random() < 0.3
                      else f"Received disconnect from {ip}: 11: Bye Bye [preauth]")
         return lines
     if kind < 0.8:  # a scanner that never speaks SSH

@@ -21,6 +21,7 @@ const (
 	attrStatus           = "logllm.status"
 	attrFamiliarity      = "logllm.sequence.familiarity"
 	attrSuppressed       = "logllm.suppressed"
+	attrClosedBy         = "logllm.sequence.closed_by" // full | idle | age | end: why the sequence closed
 
 	statusOK          = "ok"
 	statusUnavailable = "unavailable"

@@ -62,8 +62,9 @@ type openSequence struct {
 }
 
 type closedSequence struct {
-	id, key string
-	records []heldRecord
+	id, key  string
+	closedBy string // full | idle | age | end (shutdown): as the Python sequencer names it
+	records  []heldRecord
 }
 
 func (s *closedSequence) oldest() time.Time {
@@ -271,7 +272,7 @@ func (p *logllmProcessor) keyOf(record plog.LogRecord, resource pcommon.Resource
 func (p *logllmProcessor) add(key string, h heldRecord) {
 	s := p.open[key]
 	if s != nil && (h.arrived.Sub(s.last) >= p.idle || h.arrived.Sub(s.first) >= p.maxAge) {
-		p.closeSequence(s)
+		p.closeSequence(s, expiryReason(s, h.arrived, p.idle))
 		s = nil
 	}
 	if s == nil {
@@ -281,7 +282,7 @@ func (p *logllmProcessor) add(key string, h heldRecord) {
 	s.records = append(s.records, h)
 	s.last = h.arrived
 	if len(s.records) >= p.cfg.MaxLines {
-		p.closeSequence(s)
+		p.closeSequence(s, "full")
 	}
 }
 
@@ -303,9 +304,18 @@ func (p *logllmProcessor) takeIndex(key string) uint64 {
 	return index
 }
 
-func (p *logllmProcessor) closeSequence(s *openSequence) {
+func (p *logllmProcessor) closeSequence(s *openSequence, reason string) {
 	delete(p.open, s.key)
-	p.ready = append(p.ready, &closedSequence{id: fmt.Sprintf("%s#%d", s.key, s.index), key: s.key, records: s.records})
+	p.ready = append(p.ready, &closedSequence{id: fmt.Sprintf("%s#%d", s.key, s.index), key: s.key,
+		closedBy: reason, records: s.records})
+}
+
+// expiryReason says why a sequence is due at `now`: idle before age, as the Python sequencer.
+func expiryReason(s *openSequence, now time.Time, idle time.Duration) string {
+	if now.Sub(s.last) >= idle {
+		return "idle"
+	}
+	return "age"
 }
 
 // takeReady closes expired sequences (all of them when `all`) and takes what is ready, in the
@@ -323,7 +333,11 @@ func (p *logllmProcessor) takeReady(all bool) []*closedSequence {
 	// Oldest first, so that a flush passes records on in roughly arrival order across keys too.
 	sortByFirst(expired)
 	for _, s := range expired {
-		p.closeSequence(s)
+		reason := "end" // shutdown or flush: the sequence may be missing its tail
+		if now.Sub(s.last) >= p.idle || now.Sub(s.first) >= p.maxAge {
+			reason = expiryReason(s, now, p.idle)
+		}
+		p.closeSequence(s, reason)
 	}
 	ready := p.ready
 	p.ready = nil
@@ -477,6 +491,7 @@ func (p *logllmProcessor) pass(chunk []*closedSequence, verdicts []*logllmv1.Ver
 		}
 		for position, h := range s.records {
 			annotate(h.record, s.id, s.key, position, verdict, st)
+			h.record.Attributes().PutStr(attrClosedBy, s.closedBy)
 			if h.origin != lastOrigin {
 				rl := out.ResourceLogs().AppendEmpty()
 				h.origin.resource.CopyTo(rl.Resource())

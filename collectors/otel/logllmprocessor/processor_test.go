@@ -365,8 +365,16 @@ func TestAnnotationsMatchTheVerdict(t *testing.T) {
 		if a[attrLabel] != "anomalous" || a[attrScore] != 0.9 || a[attrCategory] != "anomaly" ||
 			a[attrModelVersion] != "test-v1" || a[attrStatus] != statusOK || a[attrSequenceKey] != "svc" ||
 			a[attrSequenceID] != "svc#0" || a[attrSequencePosition] != int64(i) || a[attrEvidence] != (i == 1) ||
-			a[attrFamiliarity] != 0.75 || a[attrSuppressed] != false || a["app.attr"] != "kept" || o.service != "svc" {
+			a[attrFamiliarity] != 0.75 || a[attrSuppressed] != false || a["app.attr"] != "kept" || o.service != "svc" ||
+			a[attrClosedBy] != "full" {
 			t.Fatalf("record %d annotated wrongly: %+v", i, a)
+		}
+	}
+	// Two lines, then quiet: closed by idleness, and the records say so.
+	h.send(rec{key: "quiet", body: "ok 1"}, rec{key: "quiet", body: "ok 2"})
+	for _, o := range h.waitFor(6, 2*time.Second)[4:] {
+		if o.attrs[attrClosedBy] != "idle" {
+			t.Fatalf("a sequence closed by idleness: want closed_by idle, got %+v", o.attrs)
 		}
 	}
 }
