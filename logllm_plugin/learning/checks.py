@@ -13,8 +13,11 @@ traffic whose normal varies a lot. Then, on the other half:
   sequences are flagged: a model that flags nothing passes the first check, one that flags at
   random fails this one. The floor is low on purpose: where normal flows vary, a dropped or
   swapped step often is a normal flow, so no model catches all injected copies;
-* against the serving model, on the same held-out history: no more flagged, and no worse
-  separation (injected anomalies caught minus normal sequences flagged).
+* against the serving model, on the same held-out history: no more flagged, and no worse F1 at
+  an assumed anomaly share of ASSUMED_ANOMALY_SHARE (from the flag rate and the injected recall).
+  Anomalies are rare, so halving the false positives is worth more than a few points of recall:
+  "caught minus flagged" (Youden's J) weighs both alike and refused a candidate that flagged 5.1%
+  and caught 57.6% against a serving model at 10.7% / 73.4%.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from trainers.injection import inject_anomalies
 from logllm_plugin.records import LogSequence
 
 REGRESSION_TOLERANCE = 0.02
+ASSUMED_ANOMALY_SHARE = 0.05  # of sequences, for comparing candidates: a busy day's share of incidents
 MIN_LIFT = 2.0  # injected anomalies flagged at least this many times as often as held-out normal ones
 
 
@@ -38,9 +42,15 @@ class CheckResult:
     reasons: list[str] = field(default_factory=list)
 
     @property
-    def separation(self) -> float:
-        """Injected anomalies caught minus normal sequences flagged (Youden's J on the held-out history)."""
-        return self.injected_recall - self.flag_rate
+    def expected_f1(self) -> float:
+        """F1 on traffic with ASSUMED_ANOMALY_SHARE anomalies like the injected ones, the rest like
+        the held-out history (recall = injected recall, false-positive rate = flag rate)."""
+        share, recall = ASSUMED_ANOMALY_SHARE, self.injected_recall
+        caught = share * recall
+        if caught <= 0:
+            return 0.0
+        precision = caught / (caught + (1 - share) * self.flag_rate)
+        return 2 * precision * recall / (precision + recall)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,12 +96,12 @@ def judge(candidate: CheckResult, current: Optional[CheckResult], flag_rate_ceil
     if current is not None:
         if candidate.flag_rate > current.flag_rate + REGRESSION_TOLERANCE:
             reasons.append(f"flags more than the serving model ({candidate.flag_rate:.1%} vs {current.flag_rate:.1%})")
-        # Recall alone would favour a serving model that flags everything after a release; what
-        # counts is how much more often injected anomalies are flagged than normal sequences.
-        if candidate.separation < current.separation - REGRESSION_TOLERANCE:
+        # Recall alone would favour a serving model that flags everything after a release.
+        if candidate.expected_f1 < current.expected_f1 - REGRESSION_TOLERANCE:
             reasons.append(f"tells injected anomalies from normal sequences worse than the serving model (caught "
-                           f"{candidate.injected_recall:.1%} / flagged {candidate.flag_rate:.1%} vs "
-                           f"{current.injected_recall:.1%} / {current.flag_rate:.1%})")
+                           f"{candidate.injected_recall:.1%} / flagged {candidate.flag_rate:.1%}: F1 "
+                           f"{candidate.expected_f1:.3f} at {ASSUMED_ANOMALY_SHARE:.0%} anomalies vs "
+                           f"{current.injected_recall:.1%} / {current.flag_rate:.1%}: {current.expected_f1:.3f})")
     candidate.reasons = reasons
     candidate.passed = not reasons
     return candidate
