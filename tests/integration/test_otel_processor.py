@@ -155,3 +155,42 @@ def test_its_own_logs_pass_through_unscored_without_recursion():
     assert all("logllm.status" not in a for a in own)
     assert processor.stats.records == 2  # only the application's records were sequenced
     provider.shutdown()
+
+
+@pytest.mark.slow
+def test_in_a_python_service_the_processor_learns_the_services_normal(tmp_path):
+    """The SDK processor scoring in-process with learning mode (the README's `LearningDetector.open`):
+    records pass through `learning` until enough sequences arrived, then the learned version scores."""
+    from logllm_plugin.config import load_config
+    from logllm_plugin.data.generate import GenerateOptions, generate
+    from logllm_plugin.learning.learner import LearningDetector
+
+    config = load_config(overrides={"learning": {"min_sequences": 300, "poll_s": 0.5, "epochs": 4}}, environ={})
+    learner = LearningDetector.open(tmp_path / "learn", config=config, threads=1)
+    provider, processor, exporter = pipeline(scorer=local_scorer(detector=learner), max_lines=15)
+    logger = provider.get_logger("app")
+    requests = [r["lines"] for r in generate(GenerateOptions(n=400, seed=3, anomaly_rate=0.0, noise_rate=0.1))]
+    try:
+        for n, lines in enumerate(requests[:300]):
+            for line in lines:
+                logger.emit(body=line, attributes={"request": f"r{n}"})
+            assert processor.force_flush(60_000)  # one request, one sequence
+        learning = attrs(exporter)
+        assert len(learning) == sum(len(r) for r in requests[:300])
+        assert {(a["logllm.status"], a["logllm.anomaly.label"]) for a in learning} == {("learning", "unscored")}
+        deadline = time.monotonic() + 900
+        while learner.state != "serving" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert learner.state == "serving", learner.last_outcome
+        exporter.clear()
+        for n, lines in enumerate(requests[300:340]):
+            for line in lines:
+                logger.emit(body=line, attributes={"request": f"later{n}"})
+            assert processor.force_flush(60_000)
+        scored = attrs(exporter)
+        assert {a["logllm.status"] for a in scored} == {"ok"}
+        assert {a["logllm.model.version"] for a in scored} == {"learn/v000001"}
+        assert min(a["logllm.sequence.familiarity"] for a in scored) > 0.5
+    finally:
+        provider.shutdown()
+        learner.close()
