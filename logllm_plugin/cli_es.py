@@ -59,7 +59,7 @@ def _client(url, backend, ca_cert):
 
 
 def _scorer(model_dir, servers, token_file, tls_ca, threads=None):
-    from collectors.otel.scoring import local_scorer, remote_scorer
+    from collectors.scoring import local_scorer, remote_scorer
 
     if threads is not None and servers:
         raise click.UsageError("--threads is for a local model only (the server has its own --threads)")
@@ -68,11 +68,8 @@ def _scorer(model_dir, servers, token_file, tls_ca, threads=None):
     if servers:
         token = read_token_file(token_file)
         return remote_scorer(list(servers), token=token, tls_ca=tls_ca), None
-    from logllm_plugin.detector import load_detector
-
-    detector = load_detector(model_dir)
-    detector.threads = threads  # applied in whichever thread scores (backfill slices run in threads)
-    return local_scorer(detector=detector), detector
+    scorer = local_scorer(model_dir, threads=threads)  # backfill slices score in threads
+    return scorer, scorer.detector
 
 
 def _explainer(detector, no_explain):
@@ -164,7 +161,7 @@ def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
 def _learning_scorer(learn_dir, model_dir, servers, threads, client, index, key_fields, message_field, time_field,
                      sequencer):
     from collectors.elastic.learning import bootstrap_learner
-    from collectors.otel.scoring import local_scorer
+    from collectors.scoring import local_scorer
     from logllm_plugin.learning.learner import LearningDetector
 
     if model_dir or servers:

@@ -39,7 +39,7 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, toke
     """Receive OTLP logs, annotate them with verdicts, forward them; nothing lost across restarts."""
     def work():
         from collectors.otel.bridge import OtlpBridge
-        from collectors.otel.scoring import local_scorer, remote_scorer
+        from collectors.scoring import local_scorer, remote_scorer
         from collectors.otel.spool import SpoolWriteError
         from logllm_plugin.cli_serving import use_json_logs
 
@@ -49,11 +49,11 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, toke
         if learn_dir:
             from logllm_plugin.learning.learner import LearningDetector
 
-            scorer = local_scorer(detector=LearningDetector.open(learn_dir, threads=threads))
+            scorer = local_scorer(detector=LearningDetector.open(learn_dir, threads=threads), threads=threads)
+        elif servers:
+            scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca)
         else:
-            scorer = remote_scorer(list(servers), token=token, tls_ca=tls_ca) if servers else local_scorer(model_dir)
-        if threads and not servers:
-            scorer.detector.threads = threads
+            scorer = local_scorer(model_dir, threads=threads)
         use_json_logs()
         try:
             bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,

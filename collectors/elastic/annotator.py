@@ -24,9 +24,9 @@ from typing import Any, Callable, Optional, Sequence
 from collectors.elastic.bulk import TRANSIENT_STATUSES, BulkWriter, UpdateItem, request_status
 from collectors.elastic.checkpoint import Checkpoint, CheckpointStore, utc_now_iso
 from collectors.elastic.fields import ANNOTATED_AT, EVENT_INGESTED, TIMESTAMP, get_field
-from collectors.otel.annotations import (STATUS_OK, SEQUENCE_ID, SEQUENCE_KEY, SUGGESTION, SUMMARY,
+from collectors.annotations import (STATUS_OK, SEQUENCE_ID, SEQUENCE_KEY, SUGGESTION, SUMMARY,
                                          record_annotations)
-from collectors.otel.scoring import ScoringFailed
+from collectors.scoring import ScoringFailed
 from logllm_plugin.records import LogRecord, LogSequence
 from logllm_plugin.sequencer import DEFAULT_KEY, Sequencer, SequencerConfig
 

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from collectors.elastic.annotator import Annotator, AnnotatorConfig, AnnotatorStats
 from collectors.elastic.checkpoint import CheckpointStore
-from collectors.otel.annotations import SEQUENCE_ID
+from collectors.annotations import SEQUENCE_ID
 
 logger = logging.getLogger(__name__)
 

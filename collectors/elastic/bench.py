@@ -65,7 +65,7 @@ def run_annotate_bench(*, url: str, data_path: str, model_dir: Optional[str] = N
                        progress: Callable[[str], None] = lambda _: None) -> dict:
     from collectors.elastic.connection import connect
     from collectors.elastic.setup import index_template_name, setup_cluster
-    from collectors.otel.scoring import local_scorer
+    from collectors.scoring import local_scorer
     from logllm_plugin.detector import load_detector
     from logllm_plugin.inputs import load_sequences
 

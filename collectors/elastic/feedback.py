@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from collectors.elastic.fields import get_field
-from collectors.otel.annotations import SEQUENCE_ID, SEQUENCE_POSITION
+from collectors.annotations import SEQUENCE_ID, SEQUENCE_POSITION
 
 PAGE = 1000
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from collectors.otel.annotations import (CATEGORY, CLOSED_BY, EVIDENCE, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_ID,
+from collectors.annotations import (CATEGORY, CLOSED_BY, EVIDENCE, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_ID,
                                          SEQUENCE_KEY, SEQUENCE_POSITION, STATUS, SUGGESTION, SUMMARY, SUPPRESSED)
 
 # When the annotator wrote the document: with `_version` it shows a document was annotated once.

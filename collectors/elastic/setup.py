@@ -21,7 +21,7 @@ from typing import Sequence
 from collectors.elastic.connection import ClusterClient, ClusterError
 from collectors.elastic.fields import (ANNOTATION_FIELD_TYPES, ECS_FIELD_TYPES, EVENT_INGESTED, mapped_fields,
                                        nested_properties)
-from collectors.otel.annotations import SEQUENCE_KEY
+from collectors.annotations import SEQUENCE_KEY
 
 logger = logging.getLogger(__name__)
 

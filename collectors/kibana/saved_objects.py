@@ -22,7 +22,7 @@ import mimetypes
 import uuid
 from typing import Any, Iterable
 
-from collectors.otel.annotations import (CATEGORY, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_POSITION,
+from collectors.annotations import (CATEGORY, FAMILIARITY, LABEL, MODEL_VERSION, SCORE, SEQUENCE_POSITION,
                                          STATUS, SUMMARY, SUPPRESSED)
 
 logger = logging.getLogger(__name__)

@@ -96,7 +96,7 @@ def _drive(port: int, requests, downstream: _Downstream, expected: int, timeout_
 def run_bridge_bench(*, lines: list[str], records: int = 20_000, batch: int = 500, keys: int = 20,
                      model_dir: Optional[str] = None, idle_s: float = 0.2) -> dict:
     from collectors.otel.bridge import OtlpBridge
-    from collectors.otel.scoring import local_scorer
+    from collectors.scoring import local_scorer
 
     requests = _requests(lines, records, batch, keys)
     results = {}

@@ -103,7 +103,7 @@ def run_collector_bench(*, lines: list[str], records: int = 20_000, batch: int =
                         model_dir: Optional[str] = None, threads: Optional[int] = None, idle_s: float = 0.2,
                         with_bridge: bool = True) -> dict:
     from collectors.otel.bridge import OtlpBridge
-    from collectors.otel.scoring import remote_scorer
+    from collectors.scoring import remote_scorer
 
     binary = build_collector()
     loadavg = open("/proc/loadavg").read().strip() if os.path.exists("/proc/loadavg") else None

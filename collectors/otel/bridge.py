@@ -29,9 +29,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_servi
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from collectors.otel.annotations import STATUS_OK, STATUS_REJECTED, record_annotations
+from collectors.annotations import STATUS_OK, STATUS_REJECTED, record_annotations
 from collectors.otel.bridge_metrics import BridgeMetrics
-from collectors.otel.scoring import Scorer, ScoringFailed
+from collectors.scoring import Scorer, ScoringFailed
 from collectors.otel.spool import Spool, SpoolFull, SpoolWriteError
 from logllm_plugin.records import LogRecord
 from logllm_plugin.sequencer import Sequencer, SequencerConfig

@@ -26,9 +26,9 @@ from typing import Optional, Sequence
 
 from opentelemetry.sdk._logs import LogRecordProcessor
 
-from collectors.otel.annotations import (CATEGORY, LABEL, SCORE, SEQUENCE_ID, STATUS, STATUS_OK, STATUS_REJECTED,
+from collectors.annotations import (CATEGORY, LABEL, SCORE, SEQUENCE_ID, STATUS, STATUS_OK, STATUS_REJECTED,
                                          record_annotations)
-from collectors.otel.scoring import Scorer, ScoringFailed, local_scorer, remote_scorer
+from collectors.scoring import Scorer, ScoringFailed, local_scorer, remote_scorer
 from logllm_plugin.records import LogRecord
 from logllm_plugin.sequencer import Sequencer, SequencerConfig
 

@@ -392,7 +392,7 @@ def test_known_anomalous_sequences_come_out_anomalous_through_the_collector(otel
     """
     import json
 
-    from collectors.otel.scoring import local_scorer
+    from collectors.scoring import local_scorer
     from tests.conftest import DATA
 
     rows = [json.loads(line) for line in (DATA / "seed_test.jsonl").read_text(encoding="utf-8").splitlines()]

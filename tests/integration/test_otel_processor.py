@@ -12,7 +12,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.resources import Resource
 
 from collectors.otel import LogLLMProcessor
-from collectors.otel.scoring import local_scorer
+from collectors.scoring import local_scorer
 from tests.integration.conftest import GatedDetector
 
 pytestmark = pytest.mark.server

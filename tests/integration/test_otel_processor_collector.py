@@ -150,7 +150,7 @@ def test_labeled_sequences_through_the_collector_get_the_in_process_verdict(coll
     attribute: every record once, in order per key, one sequence each with the verdict the same
     model gives in-process; the labeled anomalies come out anomalous; the processor's metrics count
     what passed."""
-    from collectors.otel.scoring import local_scorer
+    from collectors.scoring import local_scorer
 
     rows = [json.loads(line) for line in (DATA / "seed_test.jsonl").read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if 6 <= len(r["lines"]) <= 15]  # one sequence each at max_lines 15

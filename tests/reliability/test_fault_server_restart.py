@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 
 from collectors.otel import LogLLMProcessor
 from collectors.otel.bridge import OtlpBridge
-from collectors.otel.scoring import remote_scorer
+from collectors.scoring import remote_scorer
 from tests.integration.test_serve_process import ServeProcess
 from tests.reliability.conftest import wait_for
 from tests.reliability.test_fuzz_otlp_bridge import Receiver, attr

@@ -22,7 +22,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from collectors.otel.bridge import EXPORT, OtlpBridge
-from collectors.otel.scoring import local_scorer
+from collectors.scoring import local_scorer
 from tests.reliability.conftest import fuzz, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]

@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 from collectors.otel import LogLLMProcessor
-from collectors.otel.scoring import local_scorer
+from collectors.scoring import local_scorer
 from collectors.otel.spool import Spool
 from tests.reliability.conftest import fuzz
 

@@ -8,7 +8,7 @@ import (
 	"github.com/logllm/logllm-plugin/collectors/otel/logllmprocessor/internal/logllmv1"
 )
 
-// The logllm.* attribute names of DESIGN.md §3 (collectors/otel/annotations.py in Python).
+// The logllm.* attribute names of DESIGN.md §3 (collectors/annotations.py in Python).
 const (
 	attrScore            = "logllm.anomaly.score"
 	attrLabel            = "logllm.anomaly.label"

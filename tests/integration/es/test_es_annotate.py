@@ -166,7 +166,7 @@ def test_a_429_or_503_from_the_cluster_is_retried_and_nothing_is_lost(es_client,
     from collectors.elastic.annotator import Annotator, AnnotatorConfig
     from collectors.elastic.bulk import BulkWriter
     from collectors.elastic.connection import connect
-    from collectors.otel.scoring import local_scorer
+    from collectors.scoring import local_scorer
 
     index = f"annotate-{status}"
     docs = seed_documents(limit=30)
