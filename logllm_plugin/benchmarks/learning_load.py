@@ -1,7 +1,8 @@
 """`logllm-plugin bench learn --under-retrain`: what a retrain costs the traffic it runs beside.
 
 One `serve --learn` process; once its first model serves:
-1. baseline: a fixed number of sequences scored over HTTP (batches of 64), sequences/s;
+1. baseline: a fixed number of sequences scored over HTTP (batches of 64, verdict cache off),
+   sequences/s;
 2. one more batch makes the scheduled retrain due (`learning.min_new_sequences` is set to just
    above the baseline's traffic, `--retrain-every 1s`), and scoring goes on while the retrain runs:
    sequences/s during it, as a ratio to the baseline of the same run and process.
@@ -65,7 +66,7 @@ def _rate(server: LearningServer, batches, until: Callable[[], bool]) -> dict:
 
 
 def run_retrain_load_bench(data_path: str, *, train_fraction: float = 0.7, threads: Optional[int] = 1,
-                           baseline_sequences: int = 2048, full_history: bool = False, timeout_s: float = 1800,
+                           baseline_sequences: int = 8192, full_history: bool = False, timeout_s: float = 1800,
                            progress: Callable[[str], None] = lambda m: None) -> dict:
     from logllm_plugin.config import load_config
     from logllm_plugin.inputs import load_sequences
@@ -87,7 +88,8 @@ def run_retrain_load_bench(data_path: str, *, train_fraction: float = 0.7, threa
             progress(f"filling the history to {cap / 2**20:.0f} MiB")
             result["full_history"] = fill_history(directory / "history", history, cap)
             min_sequences = None  # the history is already past learning.min_sequences
-        server = LearningServer(directory, min_sequences, threads, ["--retrain-every", "1s"],
+        # Verdict cache off: the traffic repeats the test part, and cached answers would measure the cache.
+        server = LearningServer(directory, min_sequences, threads, ["--retrain-every", "1s", "--verdict-cache", "0"],
                                 log_path=Path(tmp) / "serve.log", env=env)
         try:
             if not full_history:
