@@ -194,14 +194,15 @@ def feedback_cmd(url, index, backend, ca_cert, query, label, server, learn_dir, 
     """Correct verdicts seen in Kibana: the selected documents' sequences, read whole from the index,
     are answered with LABEL at once and train the learner's next model."""
     def work():
-        from collectors.elastic.feedback import FeedbackQueryError, parse_query, read_sequences, sequence_ids
+        from collectors.elastic.feedback import FeedbackQueryError, id_field, parse_query, read_sequences, sequence_ids
 
         if bool(server) == bool(learn_dir):
             raise click.UsageError("give one of --server (a learning server) or --learn DIR (a learner's directory)")
         client = _client(url, backend, ca_cert)
         try:
-            ids = sequence_ids(client, index, parse_query(query), max_sequences)
-            sequences = read_sequences(client, index, ids, message_field)
+            field = id_field(client, index)
+            ids = sequence_ids(client, index, parse_query(query), max_sequences, field)
+            sequences = read_sequences(client, index, ids, message_field, field)
         except FeedbackQueryError as exc:
             raise click.ClickException(str(exc)) from None
         if learn_dir:

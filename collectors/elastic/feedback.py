@@ -36,11 +36,33 @@ def parse_query(text: str) -> dict[str, Any]:
     return {"query_string": {"query": text}}
 
 
-def sequence_ids(client, index: str, query: dict[str, Any], max_sequences: int) -> list[str]:
+def id_field(client, index: str) -> str:
+    """`logllm.sequence.id` as an exact-value field: keyword where `es setup` mapped it, else the
+    `.keyword` sub-field that dynamic mapping adds to strings (an index nobody set up)."""
+    types = client.field_types(index, [SEQUENCE_ID, f"{SEQUENCE_ID}.keyword"])
+    if types.get(SEQUENCE_ID) == "keyword":
+        return SEQUENCE_ID
+    if types.get(f"{SEQUENCE_ID}.keyword") == "keyword":
+        return f"{SEQUENCE_ID}.keyword"
+    if SEQUENCE_ID not in types:
+        raise FeedbackQueryError(f"{index}: no document has {SEQUENCE_ID}: nothing was annotated by `es annotate` yet")
+    raise FeedbackQueryError(f"{index}: {SEQUENCE_ID} is mapped as {types[SEQUENCE_ID]}, not keyword "
+                             "(run `logllm-plugin es setup` for new indices)")
+
+
+def _search(client, index: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return client.search_index(index, body)
+    except Exception as exc:  # the client libraries' errors: say what the cluster said, no traceback
+        info = getattr(exc, "info", None) or getattr(exc, "message", None) or exc
+        raise FeedbackQueryError(f"{index}: the cluster refused the search: {str(info)[:500]}") from None
+
+
+def sequence_ids(client, index: str, query: dict[str, Any], max_sequences: int, field: str = SEQUENCE_ID) -> list[str]:
     """The annotated sequences the query's documents belong to (at most max_sequences, else an error)."""
-    body = {"size": 0, "query": {"bool": {"filter": [query, {"exists": {"field": SEQUENCE_ID}}]}},
-            "aggs": {"ids": {"terms": {"field": SEQUENCE_ID, "size": max_sequences + 1}}}}
-    buckets = client.search_index(index, body)["aggregations"]["ids"]["buckets"]
+    body = {"size": 0, "query": {"bool": {"filter": [query, {"exists": {"field": field}}]}},
+            "aggs": {"ids": {"terms": {"field": field, "size": max_sequences + 1}}}}
+    buckets = _search(client, index, body)["aggregations"]["ids"]["buckets"]
     if not buckets:
         raise FeedbackQueryError(f"{index}: no annotated document matches the query (only documents with "
                                  f"{SEQUENCE_ID}, i.e. scored by `es annotate`, can be corrected)")
@@ -50,7 +72,8 @@ def sequence_ids(client, index: str, query: dict[str, Any], max_sequences: int) 
     return sorted(str(b["key"]) for b in buckets)
 
 
-def read_sequences(client, index: str, ids: list[str], message_field: str) -> list[list[str]]:
+def read_sequences(client, index: str, ids: list[str], message_field: str,
+                   field: str = SEQUENCE_ID) -> list[list[str]]:
     """Each sequence's lines in position order, read whole (not only the documents the query hit)."""
     client.refresh(index)
     lines: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
@@ -58,12 +81,12 @@ def read_sequences(client, index: str, ids: list[str], message_field: str) -> li
         chunk = ids[start : start + 100]
         after = None
         while True:
-            body: dict[str, Any] = {"size": PAGE, "query": {"terms": {SEQUENCE_ID: chunk}},
+            body: dict[str, Any] = {"size": PAGE, "query": {"terms": {field: chunk}},
                                     "_source": [message_field, SEQUENCE_ID, SEQUENCE_POSITION],
-                                    "sort": [{SEQUENCE_ID: "asc"}, {SEQUENCE_POSITION: "asc"}]}
+                                    "sort": [{field: "asc"}, {SEQUENCE_POSITION: "asc"}]}
             if after is not None:
                 body["search_after"] = after
-            hits = client.search_index(index, body)["hits"]["hits"]
+            hits = _search(client, index, body)["hits"]["hits"]
             if not hits:
                 break
             for hit in hits:
