@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -43,6 +44,17 @@ def _store_threshold(model_dir: Path, threshold: float) -> None:
     meta["trained_threshold"] = meta.get("threshold")
     meta["threshold"] = threshold
     write_json(model_dir / DETECTOR_FILE, meta)
+
+
+@dataclass
+class TrainingWindow:
+    """What one training cycle learns from and checks on."""
+
+    train: list[list[str]] = field(default_factory=list)
+    closed_by: list[Optional[str]] = field(default_factory=list)  # parallel to train
+    holdout: list[list[str]] = field(default_factory=list)
+    left_out: Counter = field(default_factory=Counter)
+    marked: dict = field(default_factory=dict)  # {"normal": [...], "anomalous": [...]} masked sequences
 
 
 class LearningDetector(VersionedDetector):
@@ -144,34 +156,37 @@ class LearningDetector(VersionedDetector):
             self.training = False
         logger.info("learning: training cycle done", extra={"outcome": outcome})
 
-    def training_window(self) -> tuple[list[list[str]], list[list[str]], dict, dict]:
-        """(normal training sequences, held-out recent sequences, what was left out and why, the
-        operators' corrections {"normal": [...], "anomalous": [...]} as masked sequences)."""
+    def training_window(self) -> "TrainingWindow":
+        """The recent history split into training and held-out sequences, minus what was left out."""
         lc = self.learning
-        recent = [e.lines for e in self.history.recent(lc.train_max_sequences)]
+        entries = self.history.recent(lc.train_max_sequences)
+        recent = [e.lines for e in entries]
         # Every k-th sequence is held out, not the newest block: the model then trains on the whole
         # window, newest shapes included (logs drift), and the checks still see every period of it.
         step = max(2, min(int(round(1.0 / max(lc.holdout_fraction, 1e-9))), len(recent) // MIN_HOLDOUT or 2))
         held = set(range(step - 1, len(recent), step))
-        train = [s for n, s in enumerate(recent) if n not in held]
-        holdout = [s for n, s in enumerate(recent) if n in held]
+        train = [n for n in range(len(recent)) if n not in held]
+        holdout = [recent[n] for n in sorted(held)]
         corrections = dict(self.feedback.labeled())
-        kept, left_out = [], Counter()
-        flagged = self._confidently_flagged(train) if self._current is not None and self._version != "initial" else set()
-        for n, lines in enumerate(train):
-            label = corrections.get(sequence_signature(lines))
+        window = TrainingWindow(holdout=holdout)
+        flagged = self._confidently_flagged([recent[n] for n in train]) \
+            if self._current is not None and self._version != "initial" else set()
+        for k, n in enumerate(train):
+            label = corrections.get(sequence_signature(recent[n]))
             if label == "anomalous":
-                left_out["marked_anomalous"] += 1
-            elif label is None and n in flagged:
-                left_out["flagged_by_serving_model"] += 1
+                window.left_out["marked_anomalous"] += 1
+            elif label is None and k in flagged:
+                window.left_out["flagged_by_serving_model"] += 1
             else:
-                kept.append(lines)
+                window.train.append(recent[n])
+                window.closed_by.append(entries[n].edge)  # the sequencer's reason, when it was in-process
         # An operator's word is training data with its label (the history copy of a sequence marked
         # anomalous was left out above, so it is not also taught as normal).
-        marked = {want: [list(sig) for sig, label in corrections.items() if label == want]
-                  for want in ("normal", "anomalous")}
-        return kept, holdout, {**left_out, "marked_normal": len(marked["normal"]),
-                               "marked_anomalous_trained": len(marked["anomalous"])}, marked
+        window.marked = {want: [list(sig) for sig, label in corrections.items() if label == want]
+                         for want in ("normal", "anomalous")}
+        window.left_out["marked_normal"] = len(window.marked["normal"])
+        window.left_out["marked_anomalous_trained"] = len(window.marked["anomalous"])
+        return window
 
     def _confidently_flagged(self, train: list[list[str]]) -> set[int]:
         """Indexes the serving model flags at `high_confidence`, except those whose unknown lines are common."""
@@ -204,13 +219,14 @@ class LearningDetector(VersionedDetector):
 
     def _train_and_check(self) -> dict:
         lc = self.learning
-        train, holdout, left_out, marked = self.training_window()
+        window = self.training_window()
+        train, holdout, left_out, marked = window.train, window.holdout, dict(window.left_out), window.marked
         if len(train) < MIN_HOLDOUT:
             return {"published": False, "error": f"only {len(train)} sequences to train on"}
         work = self.models.temp_dir()
         out_dir = work / "model"
         train_path = work / "train.jsonl"
-        write_training_set(train_path, train, marked["normal"], marked["anomalous"])
+        write_training_set(train_path, train, marked["normal"], marked["anomalous"], closed_by=window.closed_by)
         config = config_to_dict(self.config)
         if lc.epochs is not None:
             config["training"]["epochs"] = lc.epochs

@@ -46,14 +46,20 @@ FEEDBACK_COPIES = 10
 
 
 def write_training_set(path: Path, normal: Sequence[Sequence[str]], marked_normal: Sequence[Sequence[str]] = (),
-                       marked_anomalous: Sequence[Sequence[str]] = ()) -> None:
-    """History as normal (label 0); operators' corrections with their labels, FEEDBACK_COPIES each."""
-    rows = [(lines, 0) for lines in normal]
-    rows += [(lines, 0) for lines in marked_normal for _ in range(FEEDBACK_COPIES)]
-    rows += [(lines, 1) for lines in marked_anomalous for _ in range(FEEDBACK_COPIES)]
+                       marked_anomalous: Sequence[Sequence[str]] = (),
+                       closed_by: Optional[Sequence[Optional[str]]] = None) -> None:
+    """History as normal (label 0), with the sequencer's reason when known; operators' corrections
+    with their labels, FEEDBACK_COPIES each."""
+    edges = list(closed_by) if closed_by is not None else [None] * len(normal)
+    rows = [(lines, 0, edge) for lines, edge in zip(normal, edges)]
+    rows += [(lines, 0, None) for lines in marked_normal for _ in range(FEEDBACK_COPIES)]
+    rows += [(lines, 1, None) for lines in marked_anomalous for _ in range(FEEDBACK_COPIES)]
     with open(path, "w", encoding="utf-8") as handle:
-        for n, (lines, label) in enumerate(rows):
-            handle.write(json.dumps({"id": f"h{n}", "lines": list(lines), "label": label}, ensure_ascii=False) + "\n")
+        for n, (lines, label, edge) in enumerate(rows):
+            row = {"id": f"h{n}", "lines": list(lines), "label": label}
+            if edge:
+                row["closed_by"] = edge
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def start_training(train_path: Path, config_dict: dict, out_dir: Path, threads: Optional[int], nice: int,
@@ -94,7 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     with open(args.train, "r", encoding="utf-8") as handle:
         for raw in handle:
             item = json.loads(raw)
-            sequences.append(LogSequence(id=item["id"], lines=item["lines"], label=1 if item.get("label") == 1 else 0))
+            sequences.append(LogSequence(id=item["id"], lines=item["lines"], label=1 if item.get("label") == 1 else 0,
+                                         closed_by=item.get("closed_by")))
     outcome = train_small(sequences, None, config, args.out, normal_only=True,
                           progress=lambda epoch, total, record: logger.info("epoch %d/%d %s", epoch, total, record))
     logger.info("trained %s: %s", outcome.model_dir, json.dumps(outcome.metrics.get("valid", {})))

@@ -58,9 +58,12 @@ def test_a_dropped_step_is_an_inner_one_so_a_cut_session_is_not_taught_as_broken
     assert all(s.lines[0] == lines[0] and s.lines[-1] == lines[-1] and len(s.lines) == 5 for s in dropped)
 
 
-def test_truncated_copies_are_normal_heads_and_tails_of_history():
-    normal = [LogSequence(id=f"n{i}", lines=[f"s{i} step {k}" for k in range(8)], label=0) for i in range(50)]
-    cuts = truncated_copies(normal, share=0.4, seed=2)
+def test_truncated_copies_are_normal_heads_and_tails_of_sequencer_made_history_only():
+    normal = [LogSequence(id=f"n{i}", lines=[f"s{i} step {k}" for k in range(8)], label=0, closed_by="idle")
+              for i in range(50)]
+    grouped = [LogSequence(id=f"g{i}", lines=[f"block {i} step {k}" for k in range(8)], label=0) for i in range(50)]
+    assert truncated_copies(grouped, share=0.4, seed=2) == []  # whole units: a block that stops early is news
+    cuts = truncated_copies(normal + grouped, share=0.4, seed=2)
     assert len(cuts) == 20 and all(c.label == 0 for c in cuts)
     by_id = {s.id: s.lines for s in normal}
     heads = tails = 0
@@ -79,6 +82,7 @@ def test_a_sequence_an_operator_marked_anomalous_keeps_its_label_and_is_never_co
     out = inject_anomalies(normal + [marked], rate=0.5, seed=1)
     assert [s.label for s in out if s.id == "m"] == [1]
     assert not any(s.id.startswith("m~") for s in out)
+    marked.closed_by = "end"
     assert not any(c.id.startswith("m~") for c in truncated_copies(normal + [marked], share=1.0, seed=1))
 
 
