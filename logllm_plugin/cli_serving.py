@@ -186,8 +186,9 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
 @click.option("--batch", type=click.IntRange(1, 100_000), default=512, show_default=True,
               help="Sequences per model call, as the bridge batches them.")
 @click.option("--threads", type=click.IntRange(1, 256), help="torch intra-op threads (default: torch's choice).")
+@click.option("--storm", is_flag=True, help="Every sequence anomalous (threshold 0): the cost of evidence in an incident.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
-def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, as_json):
+def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, storm, as_json):
     """Lines/s read → sequence → template → embed → score, warm and cold, beside Drain3 alone."""
     def work():
         import torch
@@ -198,7 +199,7 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
             torch.set_num_threads(threads)  # the bench calls the model from this thread
         read_kwargs = {"key_regex": key_regex} if key_regex else {}
         result = run_pipeline_bench(model_dir=model_dir, data_path=data_path, repeat=repeat, batch=batch,
-                                    read_kwargs=read_kwargs, progress=lambda m: click.echo(m, err=True))
+                                    read_kwargs=read_kwargs, storm=storm, progress=lambda m: click.echo(m, err=True))
         if not as_json:
             click.echo(f"{result['lines']:,} lines, {result['sequences']:,} sequences "
                        f"({result['anomalous_sequences']:,} anomalous) on {result['cpu_count']} CPUs")
@@ -206,7 +207,15 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
             click.echo(f"Drain3 alone:  {result['baseline_lines_per_s']:,} lines/s   "
                        f"ratio {result['ratio_to_baseline']}")
             click.echo(f"one sequence alone: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+                       f"of new lines: p50 {result['novel_p50_ms']} ms, p99 {result['novel_p99_ms']} ms; "
                        f"peak RSS {result['peak_rss_mb']} MB")
+            click.echo(f"distinct masked lines {result['distinct_masked_lines']:,} "
+                       f"({result['distinct_masked_lines_per_10k']:,} per 10k), new to the model "
+                       f"{result['novel_masked_lines']:,}; encoder {result['encoder_lines_per_s']} lines/s "
+                       f"({result['encoder_dtype']})")
+            for phase in ("cold", "warm"):
+                shares = ", ".join(f"{k} {v:.0%}" for k, v in result[f"{phase}_time_share"].items())
+                click.echo(f"{phase} time: {shares}")
         click.echo(json.dumps(result) if as_json else "")
 
     _run(work)

@@ -55,6 +55,10 @@ class LineEncoder:
     def model_path(self) -> Path:
         return Path(self.config.model_path) if self.config.model_path else default_encoder_path()
 
+    def load(self) -> None:
+        """Load the model now (servers and benchmarks do it before the clock; otherwise lazily)."""
+        self._load()
+
     def _load(self) -> None:
         if self._model is not None:
             return
@@ -80,6 +84,11 @@ class LineEncoder:
         self._model.to(device=self._device, dtype=getattr(torch, self._dtype))
         self.dim = int(self._model.config.hidden_size)
         logger.info("loaded line encoder %s on %s (%s)", path, self._device, self._dtype)
+
+    @property
+    def dtype(self) -> Optional[str]:
+        """The dtype the model runs in, once loaded."""
+        return self._dtype
 
     def embedding_dim(self) -> int:
         if self.dim is None:
