@@ -154,9 +154,11 @@ def bench() -> None:
 @click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Batching on: --max-batch of the server.")
 @click.option("--max-wait-ms", type=click.FloatRange(0), default=5.0, show_default=True, help="Batching on: --max-wait-ms of the server.")
 @click.option("--threads", type=click.IntRange(1, 256), help="--threads of the server (default: all cores).")
+@click.option("--client", type=click.Choice(["auto", "ghz", "process", "threads"]), default="auto", show_default=True,
+              help="Load generator: ghz (Go), a separate Python process, or threads in this process; auto: ghz if found.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
 def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], requests_per_level: int, concurrency: str,
-                     max_batch: int, max_wait_ms: float, threads: Optional[int], as_json: bool):
+                     max_batch: int, max_wait_ms: float, threads: Optional[int], client: str, as_json: bool):
     """Sequences/s and p50/p99 latency of a real server, dynamic batching on vs off, and peak RSS."""
     def work():
         from logllm_plugin.benchmarks.server import run_server_bench
@@ -164,11 +166,12 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
         levels = [int(x) for x in concurrency.split(",") if x.strip()]
         result = run_server_bench(model_dir=model_dir, data_path=data_path, requests_per_level=requests_per_level,
                                   concurrency_levels=levels, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                  threads=threads, progress=lambda m: click.echo(m, err=True))
+                                  threads=threads, client=client, progress=lambda m: click.echo(m, err=True))
         if not as_json:
             for row in result["runs"]:
                 click.echo(f"batching {row['batching']:<3} concurrency {row['concurrency']:>3}: "
-                           f"{row['sequences_per_s']:8.1f} seq/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms")
+                           f"{row['sequences_per_s']:8.1f} seq/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
+                           f"  CPU client {row['client_cpu_share']:.0%} server {row['server_cpu_share'] or 0:.0%}")
             for level, ratio in result["batching_speedup"].items():
                 click.echo(f"batching on/off throughput ratio at concurrency {level}: {ratio:.2f}")
             click.echo(f"server peak RSS: {result['server_peak_rss_mib']} MiB")
