@@ -45,7 +45,7 @@ class DetectorSettings:
     # `max_occlusion_windows`, then takes gradients for the rest, so an incident where most
     # sequences are anomalous costs a few times a normal call, not ten.
     evidence: str = "auto"
-    max_occlusion_windows: int = 512
+    max_occlusion_windows: int = 64  # a lone sequence of up to 64 distinct lines keeps exact occlusion
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_METHODS:
