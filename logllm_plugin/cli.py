@@ -229,7 +229,7 @@ def epoch_progress(total_epochs: int):
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on the last line.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write PR curve and confusion matrix PNGs.")
 @click.option("--evidence", "evidence_method", type=click.Choice(["auto", "occlusion", "gradient"]), default="auto",
-              show_default=True, help="How evidence lines are found (auto: occlusion up to 64 windows per call, then gradients).")
+              show_default=True, help="How evidence lines are found (auto: occlusion for windows of up to 6 distinct lines, gradients beyond).")
 @config_option
 @input_options
 def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, report_dir, evidence_method, config_path, fmt,

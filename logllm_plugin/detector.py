@@ -41,17 +41,18 @@ class DetectorSettings:
     verdict_cache_size: int = 50_000  # sequences remembered by their masked lines; 0: off
     # Evidence: `occlusion` re-scores each deciding window without each of its distinct lines (exact,
     # one extra window per distinct line); `gradient` ranks the lines by gradient x input of one
-    # backward pass (about two windows' work per window); `auto` occludes until a call has spent
-    # `max_occlusion_windows`, then takes gradients for the rest, so an incident where most
-    # sequences are anomalous costs a few times a normal call, not ten.
+    # backward pass (about two windows' work per window); `auto` occludes windows of at most
+    # `max_occlusion_lines` distinct lines and takes gradients for the others, so an incident where
+    # most sequences are anomalous costs a few times a normal call, not ten. The choice depends on
+    # the sequence alone, never on what else shares its call (the server batches requests).
     evidence: str = "auto"
-    max_occlusion_windows: int = 64  # a lone sequence of up to 64 distinct lines keeps exact occlusion
+    max_occlusion_lines: int = 6
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_METHODS:
             raise ValueError(f"evidence must be one of {', '.join(EVIDENCE_METHODS)}, not {self.evidence!r}")
-        if self.max_occlusion_windows < 0:
-            raise ValueError("max_occlusion_windows must be >= 0")
+        if self.max_occlusion_lines < 0:
+            raise ValueError("max_occlusion_lines must be >= 0")
 
 
 def forward_windows(model, items, table_t, batch_size: int, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -265,15 +266,11 @@ class Detector:
             return self._evidence_all(batch, deciding)
         if method == "gradient":
             return self._evidence_by_gradient(batch, deciding)
-        occlude, rest, spent = {}, {}, 0
-        for index, place in deciding.items():  # in call order: the first sequences keep exact evidence
+        occlude, rest = {}, {}
+        for index, place in deciding.items():
             _, start, end = place
-            cost = len(np.unique(batch.sequences[index].rows[start:end]))
-            if spent + cost <= self.settings.max_occlusion_windows:
-                occlude[index] = place
-                spent += cost
-            else:
-                rest[index] = place
+            distinct = len(np.unique(batch.sequences[index].rows[start:end]))
+            (occlude if distinct <= self.settings.max_occlusion_lines else rest)[index] = place
         evidence = self._evidence_all(batch, occlude) if occlude else {}
         if rest:
             evidence.update(self._evidence_by_gradient(batch, rest))

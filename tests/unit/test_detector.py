@@ -183,10 +183,10 @@ def _faulty_seed_sequences(count: int = 12):
 
 @pytest.fixture
 def evidence_settings(detector):
-    before = (detector.settings.evidence, detector.settings.max_occlusion_windows)
+    before = (detector.settings.evidence, detector.settings.max_occlusion_lines)
     detector.verdict_cache.clear()
     yield detector.settings
-    detector.settings.evidence, detector.settings.max_occlusion_windows = before
+    detector.settings.evidence, detector.settings.max_occlusion_lines = before
     detector.verdict_cache.clear()
 
 
@@ -213,22 +213,27 @@ def test_gradient_evidence_points_at_the_fault_as_occlusion_does(detector, evide
     assert hits >= 0.9 * len(flagged)
 
 
-def test_auto_evidence_occludes_within_the_budget_and_takes_gradients_beyond_it(detector, evidence_settings):
+def test_auto_evidence_occludes_small_windows_and_takes_gradients_for_larger_ones(detector, evidence_settings):
+    import numpy as np
+
     sequences, _ = _faulty_seed_sequences()
     evidence_settings.evidence = "occlusion"
     exact = detector.detect(sequences)
-    evidence_settings.evidence = "auto"
-    evidence_settings.max_occlusion_windows = 10_000
+    evidence_settings.evidence = "gradient"
     detector.verdict_cache.clear()
-    assert [v.evidence for v in detector.detect(sequences)] == [v.evidence for v in exact]
-    evidence_settings.max_occlusion_windows = 0  # the budget is spent at once: every sequence by gradient
-    evidence_settings.evidence = "auto"
+    by_gradient = detector.detect(sequences)
+    distinct = [len({detector.store.lookup(line).text for line in lines}) for lines in sequences]
+    cut = int(np.median(distinct))
+    evidence_settings.evidence, evidence_settings.max_occlusion_lines = "auto", cut
     detector.verdict_cache.clear()
-    occluded, by_grad = detector.timings.occluded_windows, detector.timings.gradient_windows
-    capped = detector.detect(sequences)
-    assert detector.timings.occluded_windows == occluded
-    assert detector.timings.gradient_windows - by_grad == sum(v.label == "anomalous" for v in capped)
-    assert [v.label for v in capped] == [v.label for v in exact]  # the budget changes evidence, never verdicts
+    mixed = detector.detect(sequences)
+    assert [v.label for v in mixed] == [v.label for v in exact]  # the method changes evidence, never verdicts
+    for n, verdict in enumerate(mixed):
+        if verdict.label == "anomalous":
+            assert verdict.evidence == (exact if distinct[n] <= cut else by_gradient)[n].evidence
+    # ...and depends on the sequence alone, not on the rest of its call
+    detector.verdict_cache.clear()
+    assert [detector.detect([lines])[0].evidence for lines in sequences] == [v.evidence for v in mixed]
 
 
 def test_an_unknown_evidence_method_is_refused_at_once():
