@@ -152,10 +152,12 @@ class LineEncoder:
             for row, i in enumerate(chunk):
                 input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
                 attention[row, : len(ids[i])] = 1
-            input_ids, attention = input_ids.to(self._device), attention.to(self._device)
+            inputs = {"input_ids": input_ids.to(self._device), "attention_mask": attention.to(self._device)}
+            if "token_type_ids" in self._tokenizer.model_input_names:  # BERT has them, DistilBERT does not
+                inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
             with torch.inference_mode():
-                hidden = self._model(input_ids=input_ids, attention_mask=attention,
-                                     token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()  # [B, T, H]
+                hidden = self._model(**inputs).last_hidden_state.float()  # [B, T, H]
+            attention = inputs["attention_mask"]
             mask = attention.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             out[chunk] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
