@@ -34,9 +34,15 @@ $(GRPCURL):
 	@echo "== make test: installing grpcurl into $(GOBIN_DIR) (Go proxy; once)"
 	GOBIN=$(GOBIN_DIR) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 
+# ghz: `bench server` drives the server with it (a Go client that does not compete with the server).
+GHZ := $(GOBIN_DIR)/ghz
+$(GHZ):
+	@echo "== make test: installing ghz into $(GOBIN_DIR) (Go proxy; once)"
+	GOBIN=$(GOBIN_DIR) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+
 # No -q: pytest prints each file as it runs; tests/progress.py adds a line per phase (directory)
 # and for slow setup (collector build, search-server downloads); --durations names the slow tests.
-test: setup $(GRPCURL)
+test: setup $(GRPCURL) $(GHZ)
 	@echo "== make test: setup done; running pytest on tests/ (phases are announced as they start)"
 	$(BIN)/python -m pytest -ra --durations=15 tests
 

@@ -228,10 +228,12 @@ def epoch_progress(total_epochs: int):
 @click.option("--shuffle-seed", type=click.IntRange(0), help="Shuffle the data with this seed before taking --range.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on the last line.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write PR curve and confusion matrix PNGs.")
+@click.option("--evidence", "evidence_method", type=click.Choice(["auto", "occlusion", "gradient"]), default="auto",
+              show_default=True, help="How evidence lines are found (auto: occlusion for windows of up to 6 distinct lines, gradients beyond).")
 @config_option
 @input_options
-def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, report_dir, config_path, fmt, line_regex,
-             key_regex, max_lines):
+def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, report_dir, evidence_method, config_path, fmt,
+             line_regex, key_regex, max_lines):
     """Precision, recall, F1, accuracy, PR-AUC — beside the LR-on-template-counts baseline."""
     def work():
         from logllm_plugin.detector import load_detector
@@ -239,6 +241,7 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
 
         config = _config(config_path, {"sequencer": {"max_lines": max_lines}})
         detector = load_detector(model_dir)
+        detector.settings.evidence = evidence_method
         sequences = _load(data_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer,
                           split=split, fraction=fraction, shuffle_seed=shuffle_seed, what="data")
         labeled = [s for s in sequences if s.label is not None]
@@ -262,6 +265,7 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
         evidence = evidence_metrics(labeled, verdicts)
         if evidence is not None:
             result["evidence"] = evidence
+            result["evidence"]["method"] = evidence_method
         result["model_version"] = detector.settings.model_version
         result["data"] = {"path": data_path, "split": split, "range": fraction, "shuffle_seed": shuffle_seed}
         if report_dir:

@@ -154,9 +154,11 @@ def bench() -> None:
 @click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Batching on: --max-batch of the server.")
 @click.option("--max-wait-ms", type=click.FloatRange(0), default=5.0, show_default=True, help="Batching on: --max-wait-ms of the server.")
 @click.option("--threads", type=click.IntRange(1, 256), help="--threads of the server (default: all cores).")
+@click.option("--client", type=click.Choice(["auto", "ghz", "process", "threads"]), default="auto", show_default=True,
+              help="Load generator: ghz (Go), a separate Python process, or threads in this process; auto: ghz if found.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
 def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], requests_per_level: int, concurrency: str,
-                     max_batch: int, max_wait_ms: float, threads: Optional[int], as_json: bool):
+                     max_batch: int, max_wait_ms: float, threads: Optional[int], client: str, as_json: bool):
     """Sequences/s and p50/p99 latency of a real server, dynamic batching on vs off, and peak RSS."""
     def work():
         from logllm_plugin.benchmarks.server import run_server_bench
@@ -164,11 +166,12 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
         levels = [int(x) for x in concurrency.split(",") if x.strip()]
         result = run_server_bench(model_dir=model_dir, data_path=data_path, requests_per_level=requests_per_level,
                                   concurrency_levels=levels, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                  threads=threads, progress=lambda m: click.echo(m, err=True))
+                                  threads=threads, client=client, progress=lambda m: click.echo(m, err=True))
         if not as_json:
             for row in result["runs"]:
                 click.echo(f"batching {row['batching']:<3} concurrency {row['concurrency']:>3}: "
-                           f"{row['sequences_per_s']:8.1f} seq/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms")
+                           f"{row['sequences_per_s']:8.1f} seq/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
+                           f"  CPU client {row['client_cpu_share']:.0%} server {row['server_cpu_share'] or 0:.0%}")
             for level, ratio in result["batching_speedup"].items():
                 click.echo(f"batching on/off throughput ratio at concurrency {level}: {ratio:.2f}")
             click.echo(f"server peak RSS: {result['server_peak_rss_mib']} MiB")
@@ -186,8 +189,9 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
 @click.option("--batch", type=click.IntRange(1, 100_000), default=512, show_default=True,
               help="Sequences per model call, as the bridge batches them.")
 @click.option("--threads", type=click.IntRange(1, 256), help="torch intra-op threads (default: torch's choice).")
+@click.option("--storm", is_flag=True, help="Every sequence anomalous (threshold 0): the cost of evidence in an incident.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
-def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, as_json):
+def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, storm, as_json):
     """Lines/s read → sequence → template → embed → score, warm and cold, beside Drain3 alone."""
     def work():
         import torch
@@ -198,7 +202,7 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
             torch.set_num_threads(threads)  # the bench calls the model from this thread
         read_kwargs = {"key_regex": key_regex} if key_regex else {}
         result = run_pipeline_bench(model_dir=model_dir, data_path=data_path, repeat=repeat, batch=batch,
-                                    read_kwargs=read_kwargs, progress=lambda m: click.echo(m, err=True))
+                                    read_kwargs=read_kwargs, storm=storm, progress=lambda m: click.echo(m, err=True))
         if not as_json:
             click.echo(f"{result['lines']:,} lines, {result['sequences']:,} sequences "
                        f"({result['anomalous_sequences']:,} anomalous) on {result['cpu_count']} CPUs")
@@ -206,7 +210,15 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
             click.echo(f"Drain3 alone:  {result['baseline_lines_per_s']:,} lines/s   "
                        f"ratio {result['ratio_to_baseline']}")
             click.echo(f"one sequence alone: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+                       f"of new lines: p50 {result['novel_p50_ms']} ms, p99 {result['novel_p99_ms']} ms; "
                        f"peak RSS {result['peak_rss_mb']} MB")
+            click.echo(f"distinct masked lines {result['distinct_masked_lines']:,} "
+                       f"({result['distinct_masked_lines_per_10k']:,} per 10k), new to the model "
+                       f"{result['novel_masked_lines']:,}; encoder {result['encoder_lines_per_s']} lines/s "
+                       f"({result['encoder_dtype']})")
+            for phase in ("cold", "warm"):
+                shares = ", ".join(f"{k} {v:.0%}" for k, v in result[f"{phase}_time_share"].items())
+                click.echo(f"{phase} time: {shares}")
         click.echo(json.dumps(result) if as_json else "")
 
     _run(work)

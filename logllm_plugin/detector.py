@@ -8,6 +8,7 @@ cached this is one extra batched forward pass per anomalous sequence.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -29,12 +30,29 @@ MAX_EVIDENCE = 3
 MAX_BATCH_TOKENS = 8192  # padded lines per model call (see _chunks_by_tokens)
 
 
+EVIDENCE_METHODS = ("auto", "occlusion", "gradient")
+
+
 @dataclass
 class DetectorSettings:
     threshold: float = 0.5
     model_version: str = ""
     batch_size: int = 256
     verdict_cache_size: int = 50_000  # sequences remembered by their masked lines; 0: off
+    # Evidence: `occlusion` re-scores each deciding window without each of its distinct lines (exact,
+    # one extra window per distinct line); `gradient` ranks the lines by gradient x input of one
+    # backward pass (about two windows' work per window); `auto` occludes windows of at most
+    # `max_occlusion_lines` distinct lines and takes gradients for the others, so an incident where
+    # most sequences are anomalous costs a few times a normal call, not ten. The choice depends on
+    # the sequence alone, never on what else shares its call (the server batches requests).
+    evidence: str = "auto"
+    max_occlusion_lines: int = 6
+
+    def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE_METHODS:
+            raise ValueError(f"evidence must be one of {', '.join(EVIDENCE_METHODS)}, not {self.evidence!r}")
+        if self.max_occlusion_lines < 0:
+            raise ValueError("max_occlusion_lines must be >= 0")
 
 
 def forward_windows(model, items, table_t, batch_size: int, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +134,25 @@ class CountGate:
         return float(sigmoid(np.array(logit))), sorted(top)
 
 
+@dataclass
+class StageTimings:
+    """Where a detector's time went: featurize includes the encoder's share (`encoder_s`)."""
+
+    featurize_s: float = 0.0
+    encoder_s: float = 0.0
+    head_s: float = 0.0
+    evidence_s: float = 0.0
+    novelty_s: float = 0.0
+    occluded_windows: int = 0  # evidence variants scored
+    gradient_windows: int = 0  # deciding windows explained by gradient
+
+    def reset(self) -> None:
+        self.__init__()
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -144,6 +181,8 @@ class Detector:
         self.model_threshold: Optional[float] = None
         # Supervised models whose validation favoured the template-count view keep it as a gate.
         self.count_gate: Optional[CountGate] = None
+        # Seconds spent per stage since the last reset (benchmarks read them; cheap to keep).
+        self.timings = StageTimings()
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -220,6 +259,65 @@ class Detector:
         """Per sequence: (max window logit, category logits of that window, its start, end)."""
         return best_windows(self.model, batch, self.settings.batch_size, self.device)
 
+    def _evidence(self, batch: FeaturizedBatch, deciding: dict[int, tuple[float, int, int]]) -> dict[int, list[int]]:
+        """Evidence for every anomalous sequence, by the method the settings choose (see there)."""
+        method = self.settings.evidence
+        if method == "occlusion" or not deciding:
+            return self._evidence_all(batch, deciding)
+        if method == "gradient":
+            return self._evidence_by_gradient(batch, deciding)
+        occlude, rest = {}, {}
+        for index, place in deciding.items():
+            _, start, end = place
+            distinct = len(np.unique(batch.sequences[index].rows[start:end]))
+            (occlude if distinct <= self.settings.max_occlusion_lines else rest)[index] = place
+        evidence = self._evidence_all(batch, occlude) if occlude else {}
+        if rest:
+            evidence.update(self._evidence_by_gradient(batch, rest))
+        return evidence
+
+    def _evidence_by_gradient(self, batch: FeaturizedBatch, deciding: dict[int, tuple[float, int, int]]) -> dict[int, list[int]]:
+        """Gradient x input attribution: one forward and backward pass over the deciding windows.
+
+        Each distinct line's share is the sum, over its positions, of (d logit / d projected line)
+        . projected line: the first-order estimate of what removing the line takes from the logit
+        (the occlusion drop, linearised). The choice rule is occlusion's (`_pick_evidence`).
+        """
+        import torch
+
+        indexes = list(deciding)
+        items = []
+        for index in indexes:
+            _, start, end = deciding[index]
+            items.append((batch.sequences[index].template_ids[start:end], batch.sequences[index].rows[start:end]))
+        order = sorted(range(len(items)), key=lambda k: len(items[k][0]))
+        contributions: list[Optional[np.ndarray]] = [None] * len(items)
+        model = self.model
+        dtype = next(model.parameters()).dtype
+        with torch.no_grad():
+            table_t = torch.from_numpy(batch.table).to(device=self.device, dtype=dtype)
+            projected, transition = model.project_table(table_t)
+        for chunk in _chunks_by_tokens(order, [len(items[k][0]) for k in order], self.settings.batch_size):
+            rows, previous, mask, ids = pad_rows([items[k] for k in chunk], len(transition) - 1, self.device)
+            with torch.enable_grad():
+                lines = (projected[rows] + transition[previous]).detach().requires_grad_(True)
+                out = model(None, mask, ids, lines=lines)
+                (grad,) = torch.autograd.grad(out.logits.float().sum(), lines)
+            per_position = (grad * lines.detach()).sum(-1).float().cpu().numpy()  # [B, L]
+            for row, k in enumerate(chunk):
+                contributions[k] = per_position[row, : len(items[k][0])]
+        self.timings.gradient_windows += len(items)
+        evidence = {}
+        for k, index in enumerate(indexes):
+            logit, start, end = deciding[index]
+            groups = line_groups(items[k][1])
+            if len(groups) <= 1:
+                evidence[index] = self._pick_evidence(batch, index, logit, start, end, None, None)
+                continue
+            shares = np.array([contributions[k][positions].sum() for positions in groups])
+            evidence[index] = self._pick_evidence(batch, index, logit, start, end, groups, logit - shares)
+        return evidence
+
     def _evidence_all(self, batch: FeaturizedBatch, deciding: dict[int, tuple[float, int, int]]) -> dict[int, list[int]]:
         """Occlusion evidence for every anomalous sequence, in one batched pass.
 
@@ -249,6 +347,7 @@ class Detector:
                     mine.append(variant_of[key])
                 owned.append((index, groups, mine))
         occluded, _ = self._forward(variants, torch.from_numpy(batch.table)) if variants else (np.zeros(0), None)
+        self.timings.occluded_windows += len(variants)
         by_owner = {index: (groups, [float(occluded[v]) for v in mine]) for index, groups, mine in owned}
         return {index: self._pick_evidence(batch, index, *deciding[index], *by_owner.get(index, (None, None)))
                 for index in deciding}
@@ -277,7 +376,10 @@ class Detector:
 
             if torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
+        started, encoder_before = time.perf_counter(), self.encoder.encode_s
         batch = featurize(self.store, self.encoder, lines)
+        self.timings.featurize_s += time.perf_counter() - started
+        self.timings.encoder_s += self.encoder.encode_s - encoder_before
         threshold = self.settings.threshold
         keys = [(threshold, batch.masked_lines(n)) for n in range(len(lines))]
         judged: dict = {}
@@ -304,14 +406,20 @@ class Detector:
         """The model's verdict on every sequence of `batch` (all distinct)."""
         novel = novel_template_counts(batch)
         familiar = familiarity(batch)
+        started = time.perf_counter()
         scored = self.score_batch(batch)
+        self.timings.head_s += time.perf_counter() - started
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
         novelty_evidence: dict[int, list[int]] = {}
         if self.novelty is not None or self.count_gate is not None:
+            started = time.perf_counter()
             scores, novelty_evidence = self._with_novelty(batch, scored)
+            self.timings.novelty_s += time.perf_counter() - started
         anomalous = {n: (logit, start, end) for n, (logit, _, start, end) in enumerate(scored)
                      if scores[n] >= self.settings.threshold and n not in novelty_evidence}
-        evidence = self._evidence_all(batch, anomalous)
+        started = time.perf_counter()
+        evidence = self._evidence(batch, anomalous)
+        self.timings.evidence_s += time.perf_counter() - started
         evidence.update(novelty_evidence)
         anomalous.update({n: None for n in novelty_evidence})
         return [

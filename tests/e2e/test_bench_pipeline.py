@@ -51,6 +51,32 @@ def test_bench_pipeline_json_holds_the_figures_the_benchmarks_issue_asks_for(see
     assert figures["meets_targets"] == {name: (figures[name] <= target if name == "peak_rss_mb" else figures[name] >= target)
                                         for name, target in figures["targets"].items()}
     assert figures["targets"] == {"lines_per_s": 20_000, "ratio_to_baseline": 0.3, "peak_rss_mb": 1_500}  # the README's
+    # Distinct masked lines as the model's template store masks them; each one the model has no
+    # embedding for goes through the encoder exactly once, in the cold pass.
+    from logllm_plugin.detector import load_detector
+
+    store = load_detector(str(model), device="cpu").store
+    detector = load_detector(str(model), device="cpu")
+    masked = {store.mask(line) for line in data.read_text(encoding="utf-8").splitlines()}
+    assert figures["distinct_masked_lines"] == len(masked)
+    assert figures["novel_masked_lines"] == sum(text not in detector.encoder.cache for text in masked)
+    assert figures["cold_encoded_lines"] == figures["novel_masked_lines"]
+    assert figures["warm_breakdown"]["encoder_s"] == 0.0  # nothing new once the cache is filled
+    for phase in ("cold", "warm"):
+        shares = figures[f"{phase}_time_share"]
+        assert all(v >= 0 for v in shares.values()) and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    assert figures["novel_p50_ms"] > 0 and figures["storm"] is False
+
+
+def test_bench_pipeline_storm_flags_and_explains_every_sequence(seed_model_dir, restore_torch_threads):
+    result = CliRunner().invoke(main, ["bench", "pipeline", "--model", str(seed_model_dir), "--data",
+                                       str(DATA / "hdfs_400.log"), "--key-regex", r"blk_-?\d+", "--repeat", "1",
+                                       "--batch", "16", "--threads", "1", "--storm", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["storm"] is True
+    assert figures["anomalous_sequences"] == figures["sequences"] > 0
+    assert figures["warm_breakdown"]["evidence_s"] > 0
 
 
 def test_bench_pipeline_refuses_a_missing_data_file(tmp_path):

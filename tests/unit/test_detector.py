@@ -168,3 +168,76 @@ def test_model_calls_cut_to_fewer_padded_lines_give_the_same_verdicts(detector, 
     assert len(chunks) >= 10  # 40 sequences of 6-16 lines, at most 40 padded lines a call
     assert [(v.label, v.evidence, v.category) for v in cut] == [(v.label, v.evidence, v.category) for v in whole]
     assert [v.score for v in cut] == pytest.approx([v.score for v in whole], abs=1e-5)
+
+
+def _faulty_seed_sequences(count: int = 12):
+    fault = "[2025-07-13 10:09:10.913] [api_file] [FATAL] User user_8162 no space left on device"
+    normal = [s for s in read_sequences(DATA / "seed_test.jsonl") if s.label == 0][:count]
+    out = []
+    for k, seq in enumerate(normal):
+        lines = list(seq.lines)
+        lines.insert(k % len(lines), fault)
+        out.append(lines)
+    return out, fault
+
+
+@pytest.fixture
+def evidence_settings(detector):
+    before = (detector.settings.evidence, detector.settings.max_occlusion_lines)
+    detector.verdict_cache.clear()
+    yield detector.settings
+    detector.settings.evidence, detector.settings.max_occlusion_lines = before
+    detector.verdict_cache.clear()
+
+
+def test_occlusion_evidence_of_a_batch_is_what_each_sequence_gets_alone(detector, evidence_settings):
+    evidence_settings.evidence = "occlusion"
+    sequences, _ = _faulty_seed_sequences()
+    together = detector.detect(sequences)
+    detector.verdict_cache.clear()
+    alone = [detector.detect([lines])[0] for lines in sequences]
+    assert [v.evidence for v in together] == [v.evidence for v in alone]
+    assert [v.score for v in together] == pytest.approx([v.score for v in alone], abs=1e-5)
+    assert sum(v.label == "anomalous" for v in together) >= len(sequences) - 1
+
+
+def test_gradient_evidence_points_at_the_fault_as_occlusion_does(detector, evidence_settings):
+    sequences, fault = _faulty_seed_sequences()
+    evidence_settings.evidence = "gradient"
+    before = detector.timings.gradient_windows
+    by_gradient = detector.detect(sequences)
+    assert detector.timings.gradient_windows - before == sum(v.label == "anomalous" for v in by_gradient)
+    flagged = [(lines, v) for lines, v in zip(sequences, by_gradient) if v.label == "anomalous"]
+    assert flagged
+    hits = sum(lines.index(fault) in v.evidence for lines, v in flagged)
+    assert hits >= 0.9 * len(flagged)
+
+
+def test_auto_evidence_occludes_small_windows_and_takes_gradients_for_larger_ones(detector, evidence_settings):
+    import numpy as np
+
+    sequences, _ = _faulty_seed_sequences()
+    evidence_settings.evidence = "occlusion"
+    exact = detector.detect(sequences)
+    evidence_settings.evidence = "gradient"
+    detector.verdict_cache.clear()
+    by_gradient = detector.detect(sequences)
+    distinct = [len({detector.store.lookup(line).text for line in lines}) for lines in sequences]
+    cut = int(np.median(distinct))
+    evidence_settings.evidence, evidence_settings.max_occlusion_lines = "auto", cut
+    detector.verdict_cache.clear()
+    mixed = detector.detect(sequences)
+    assert [v.label for v in mixed] == [v.label for v in exact]  # the method changes evidence, never verdicts
+    for n, verdict in enumerate(mixed):
+        if verdict.label == "anomalous":
+            assert verdict.evidence == (exact if distinct[n] <= cut else by_gradient)[n].evidence
+    # ...and depends on the sequence alone, not on the rest of its call
+    detector.verdict_cache.clear()
+    assert [detector.detect([lines])[0].evidence for lines in sequences] == [v.evidence for v in mixed]
+
+
+def test_an_unknown_evidence_method_is_refused_at_once():
+    from logllm_plugin.detector import DetectorSettings
+
+    with pytest.raises(ValueError, match="evidence"):
+        DetectorSettings(evidence="shap")

@@ -32,3 +32,49 @@ def test_cached_templates_do_not_reach_the_model_again(tmp_path):
     vec = fresh.encode(["disk <*> is full"])
     assert fresh.encoded_count == 0 and fresh._model is None  # served from the stored cache
     assert np.allclose(vec[0], encoder.cache["disk <*> is full"])
+
+
+LINES = [
+    "Jul <*> <*> <*> kernel[<*>]: AirPort: Link Down on awdl0. Reason <*> (Unspecified).",
+    "disk <*> is full",
+    "<*> <*> LabSZ sshd[<*>]: pam_unix(sshd:auth): authentication failure; logname= uid=<*> euid=<*> tty=ssh "
+    "ruser= rhost=<*> user=root",
+    "job <*> started",
+    "Failed password for invalid user webmaster from <*> port <*> ssh2",
+]
+
+
+def test_a_line_embeds_the_same_alone_and_in_a_batch_of_longer_and_shorter_lines():
+    from logllm_plugin.config import EncoderConfig
+
+    encoder = LineEncoder(EncoderConfig(dtype="float32", batch_size=2))  # batches that mix lengths
+    together = encoder.embed(LINES)
+    alone = np.stack([encoder.embed([line])[0] for line in LINES])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_bfloat16_embeddings_agree_with_float32_ones():
+    from logllm_plugin.config import EncoderConfig
+
+    full = LineEncoder(EncoderConfig(dtype="float32")).embed(LINES)
+    half = LineEncoder(EncoderConfig(dtype="bfloat16")).embed(LINES)
+    assert half.dtype == np.float32
+    cosines = (full * half).sum(axis=1)
+    assert cosines.min() > 0.995, cosines
+
+
+def test_auto_dtype_takes_bfloat16_only_on_a_cpu_that_has_it(monkeypatch):
+    from logllm_plugin import encoder as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: True)
+    assert module.resolve_dtype("auto", "cpu") == "bfloat16"
+    assert module.resolve_dtype("auto", "cuda") == "float32"
+    assert module.resolve_dtype("float16", "cuda") == "float16"
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
+    assert module.resolve_dtype("auto", "cpu") == "float32"
+
+
+def test_an_unknown_encoder_dtype_is_a_config_problem():
+    from logllm_plugin.config import EncoderConfig
+
+    assert any("encoder.dtype" in p for p in EncoderConfig(dtype="int4").problems())
