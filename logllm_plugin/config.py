@@ -220,7 +220,7 @@ class AnalysisConfig:
     model: Optional[str] = None  # openai: the served model or LoRA adapter name
     api_key_env: Optional[str] = "OPENAI_API_KEY"  # openai: the environment variable holding the key (never the key)
     device: str = "auto"
-    max_new_tokens: int = 192  # a valid answer is ~60-150 tokens; a model still writing past this is rambling
+    max_new_tokens: int = 128  # analyzers/prompt.DEFAULT_MAX_NEW_TOKENS: a compact answer is 50-70 tokens
     timeout_s: float = 30.0
     batch_size: int = 4  # sequences per generate call
     threads: Optional[int] = None  # torch threads for the LLM; null: torch's default (all cores)

@@ -25,8 +25,8 @@ import urllib.request
 from typing import Optional, Sequence
 
 from logllm_plugin.analyzers.base import AnalysisItem, Analyzer, EvidenceLine, Explanation
-from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer, build_messages,
-                                            parse_answer, repair_messages)
+from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, DEFAULT_MAX_NEW_TOKENS,
+                                            InvalidAnswer, build_messages, parse_answer, repair_messages)
 from logllm_plugin.analyzers.qwen import fallback_explanations
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class OpenAIAnalyzer:
     name = "openai"
 
     def __init__(self, base_url: str, model: str, *, fallback: Analyzer, api_key_env: Optional[str] = "OPENAI_API_KEY",
-                 timeout_s: float = 30.0, max_new_tokens: int = 192, max_lines: int = DEFAULT_MAX_LINES,
+                 timeout_s: float = 30.0, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_lines: int = DEFAULT_MAX_LINES,
                  max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
