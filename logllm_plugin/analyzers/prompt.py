@@ -151,6 +151,23 @@ def answer_json(answer: dict[str, Any]) -> str:
     return json.dumps({k: answer[k] for k in ANSWER_KEYS}, ensure_ascii=False, separators=(",", ":"))
 
 
+def answer_schema(n_lines: int) -> dict[str, Any]:
+    """The answer as a JSON Schema, for servers that constrain generation to it (llama.cpp's
+    grammar, vLLM's guided decoding): the object parse_answer accepts for an `n_lines` sequence."""
+    index: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": max(0, n_lines - 1)}
+    return {
+        "type": "object",
+        "properties": {
+            "category": {"type": "string", "minLength": 1, "maxLength": MAX_CATEGORY_CHARS},
+            "evidence": {"type": "array", "items": index, "maxItems": min(MAX_EVIDENCE, max(0, n_lines))},
+            "summary": {"type": "string", "minLength": 1, "maxLength": MAX_SUMMARY_CHARS},
+            "suggestion": {"type": "string", "minLength": 1, "maxLength": MAX_SUGGESTION_CHARS},
+        },
+        "required": list(ANSWER_KEYS),
+        "additionalProperties": False,
+    }
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
