@@ -45,10 +45,10 @@ _LEADING_TIMESTAMP = re.compile(
     r"|\[\d{4}-\d{2}-\d{2}[T ][\d:.,]+\])\s+")
 _SPACES = re.compile(r" {2,}")
 # In the prompt only (not in compact_line, which the knowledge base also reads): an id field that
-# is nothing but a placeholder ("[trace=<hex>]", 7 tokens on every line of a trace) and long
-# decimal ids (one token per digit: "order=72979298" is 10 tokens, "order=#" 3).
+# is nothing but a placeholder ("[trace=<hex>]", 7 tokens on every line of a trace). Decimal ids
+# stay although they cost a token per digit: with "order=#" in the prompt, a tuned model wrote
+# made-up ids ("order=2222222") into its summaries.
 _ID_FIELD = re.compile(r"\s*\[?\b[\w.-]+=<hex>\]?")
-_LONG_NUMBER = re.compile(r"(?<![\w.])-?\d{6,}(?![\w.])")
 _LONG_HEX = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b", re.IGNORECASE)
 
 SYSTEM_PROMPT = (
@@ -93,10 +93,10 @@ def compact_line(text: str) -> str:
 
 
 def prompt_line(text: str, max_chars: int = DEFAULT_MAX_LINE_CHARS) -> str:
-    """The line as the prompt shows it: compact_line, without placeholder-only id fields and long decimal ids."""
+    """The line as the prompt shows it: compact_line, without placeholder-only id fields."""
     # A line break inside a log line would read as a new numbered line: escape it.
     flat = compact_line(text.replace("\r", "\\r").replace("\n", "\\n"))
-    flat = _SPACES.sub(" ", _LONG_NUMBER.sub("#", _ID_FIELD.sub("", flat))).strip()
+    flat = _SPACES.sub(" ", _ID_FIELD.sub("", flat)).strip()
     return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
 
 

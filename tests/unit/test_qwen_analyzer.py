@@ -110,12 +110,12 @@ def test_prompt_lines_drop_timestamps_and_long_hex_ids_but_evidence_quotes_keep_
     assert compact_line("deadline 2026-03-02 is fine; caffe is a word") == "deadline 2026-03-02 is fine; caffe is a word"
     item = _item(3)
     item.lines[1] = iso
-    # The prompt also drops id fields that are only a placeholder, and long decimal ids become "#".
+    # The prompt also drops id fields that are only a placeholder (ids the summary may quote stay).
     assert "\n1: ERROR billing db pool exhausted (20/20)\n" in build_messages(item)[1]["content"]
     from logllm_plugin.analyzers.prompt import prompt_line
 
     assert prompt_line("WARN api span_id=<hex> order=72979298 retry 3 of 5 after 250 ms") == (
-        "WARN api order=# retry 3 of 5 after 250 ms")  # short numbers carry meaning: they stay
+        "WARN api order=72979298 retry 3 of 5 after 250 ms")
     assert prompt_line("x" * 500, 40) == "x" * 39 + "…"
 
 
