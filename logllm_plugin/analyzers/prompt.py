@@ -153,15 +153,19 @@ def answer_json(answer: dict[str, Any]) -> str:
 
 def answer_schema(n_lines: int) -> dict[str, Any]:
     """The answer as a JSON Schema, for servers that constrain generation to it (llama.cpp's
-    grammar, vLLM's guided decoding): the object parse_answer accepts for an `n_lines` sequence."""
+    grammar, vLLM's guided decoding): the keys, their order and types, and the line-index range.
+
+    No string lengths: a grammar spells `maxLength: 600` as 600 optional characters, which made
+    llama-cpp-python's server take minutes per answer; parse_answer checks the lengths.
+    """
     index: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": max(0, n_lines - 1)}
     return {
         "type": "object",
         "properties": {
-            "category": {"type": "string", "minLength": 1, "maxLength": MAX_CATEGORY_CHARS},
-            "evidence": {"type": "array", "items": index, "maxItems": min(MAX_EVIDENCE, max(0, n_lines))},
-            "summary": {"type": "string", "minLength": 1, "maxLength": MAX_SUMMARY_CHARS},
-            "suggestion": {"type": "string", "minLength": 1, "maxLength": MAX_SUGGESTION_CHARS},
+            "category": {"type": "string"},
+            "evidence": {"type": "array", "items": index},
+            "summary": {"type": "string"},
+            "suggestion": {"type": "string"},
         },
         "required": list(ANSWER_KEYS),
         "additionalProperties": False,
@@ -205,7 +209,9 @@ def parse_answer(text: str, n_lines: int) -> dict[str, Any]:
     if fenced:
         stripped = fenced.group(1).strip()
     try:
-        obj = json.loads(stripped, object_pairs_hook=_reject_duplicate_keys)
+        # strict=False: a line break written raw inside a summary is still the summary (grammar-
+        # constrained servers let it through); the single-line category is checked below.
+        obj = json.loads(stripped, object_pairs_hook=_reject_duplicate_keys, strict=False)
     except json.JSONDecodeError as exc:
         raise InvalidAnswer(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
     if not isinstance(obj, dict):
