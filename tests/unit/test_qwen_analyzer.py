@@ -288,3 +288,19 @@ def test_json_object_end_finds_where_the_answer_closes():
     assert text[:end].endswith('{"x": 2}]}') and json.loads(text[:end])["category"] == "a}b"
     assert json_object_end('{"category": "open", "evidence": [1') is None
     assert json_object_end('{"category": "x"]') is None  # a stray bracket never closes the object
+
+
+def test_int8_keeps_the_down_projections_and_the_head_float(tiny_dir):
+    """All-int8 broke the tuned SmolLM2's answers (the down_proj inputs have outlier channels):
+    those layers and the vocabulary head stay float32, every other projection is int8."""
+    from logllm_plugin.analyzers.qwen import FLOAT_LINEARS, load_chat_model
+
+    model, _, _ = load_chat_model(tiny_dir, device="cpu", quantize="int8")
+    kinds = {}
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.endswith("_proj") or leaf == "lm_head":
+            kinds.setdefault(leaf, set()).add(type(module).__module__.startswith("torch.ao.nn.quantized"))
+    assert kinds["down_proj"] == {False} and kinds["lm_head"] == {False} and set(FLOAT_LINEARS) == {"down_proj", "lm_head"}
+    for leaf in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"):
+        assert kinds[leaf] == {True}, leaf
