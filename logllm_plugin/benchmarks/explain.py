@@ -174,10 +174,11 @@ def run_explain_bench(sequences: Sequence[LogSequence], *, llm_dir: Optional[str
 
 def table(report: dict[str, Any]) -> str:
     """The figures as a Markdown table (one row per analyzer)."""
-    head = ("| analyzer | category accuracy | evidence precision | completeness | personal data absent "
-            "| s/explanation (p50) | fallback rate |")
-    rows = [head, "|" + "---|" * 7]
+    head = ("| analyzer | category accuracy | own answers right | evidence precision | completeness "
+            "| personal data absent | s/explanation (p50) | fallback rate |")
+    rows = [head, "|" + "---|" * 8]
     for name, f in report["analyzers"].items():
-        rows.append(f"| {name} | {f['category_accuracy']} | {f['evidence_precision']} | {f['completeness']} "
-                    f"| {f['personal_data_absent']} | {f['seconds_per_explanation_p50']} | {f['fallback_rate']} |")
+        rows.append(f"| {name} | {f['category_accuracy']} | {f['own_answer_category_accuracy']} "
+                    f"| {f['evidence_precision']} | {f['completeness']} | {f['personal_data_absent']} "
+                    f"| {f['seconds_per_explanation_p50']} | {f['fallback_rate']} |")
     return "\n".join(rows)
