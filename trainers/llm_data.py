@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 from logllm_plugin.analyzers.base import AnalysisItem
 from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, MAX_CATEGORY_CHARS,
                                             MAX_EVIDENCE, MAX_SUGGESTION_CHARS, MAX_SUMMARY_CHARS, answer_json,
-                                            build_messages, generation_prompt, parse_answer)
+                                            build_messages, generation_prompt, parse_answer, prompt_line)
 from logllm_plugin.records import LogSequence, Verdict
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ _PROBLEM_LINE = re.compile(
     r"|timed? ?out|denied|unavailable|exhausted|corrupt", re.IGNORECASE)
 
 _SUGGESTIONS = {
-    "anomaly": "Start with line {first}; check what changed in that component just before it and whether it recovers.",
+    "anomaly": "Start with line {first} and what changed in that component just before it.",
 }
 
 
@@ -61,7 +61,20 @@ def evidence_indexes(sequence: LogSequence) -> list[int]:
     return found[:MAX_EVIDENCE]
 
 
-def _excerpt(line: str, max_chars: int = 120) -> str:
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s|[:;]\s")
+
+
+def one_sentence(text: str) -> str:
+    """The first sentence (or clause before a colon/semicolon) of `text`, ending with a full stop.
+
+    The answer schema asks for one sentence of suggestion: the knowledge base's advice is a
+    paragraph (~50 tokens), its first sentence ~15-20 tokens of generation.
+    """
+    first = _SENTENCE_END.split(" ".join(text.split()), maxsplit=1)[0].rstrip(" .")
+    return first + "." if first else ""
+
+
+def _excerpt(line: str, max_chars: int = 80) -> str:
     flat = " ".join(line.split()).replace('"', "'")
     return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
 
@@ -71,14 +84,12 @@ def templated_answer(category: str, lines: Sequence[str], evidence: Sequence[int
     words = category.replace("_", " ")
     if evidence:
         first = evidence[0]
-        summary = (f"{words.capitalize()}: {len(evidence)} of {len(lines)} lines report problems, "
-                   f"first line {first}: \"{_excerpt(lines[first])}\".")
-        template = _SUGGESTIONS.get(category, "Investigate the {words} starting at line {first}; "
-                                              "check the component it names and what changed before it.")
+        summary = f"{words.capitalize()} at line {first}: \"{_excerpt(prompt_line(lines[first]))}\"."
+        template = _SUGGESTIONS.get(category, "Check the component line {first} names and what changed before it.")
         suggestion = template.format(first=first, words=words)
     else:
-        summary = f"{words.capitalize()}: the sequence deviates from normal behaviour without an explicit error line."
-        suggestion = "Compare this sequence with normal runs of the same component to find the missing or extra steps."
+        summary = f"{words.capitalize()}: the sequence deviates from normal runs without an error line."
+        suggestion = "Compare it with normal runs of the same component for missing or extra steps."
     return {"category": category, "summary": summary, "suggestion": suggestion, "evidence": list(evidence)}
 
 
@@ -89,27 +100,36 @@ def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MA
 
     The summary is the sequence's own `explanation` when the data has one (generated data does),
     else templated; `suggestions` (category → advice, e.g. the knowledge base's) replace the
-    templated suggestion for the categories they name.
+    templated suggestion, by their first sentence, for the categories they name.
     """
+    from logllm_plugin.privacy import PersonalDataMasker
+
+    masker = PersonalDataMasker()
     pairs = []
     for seq in sequences:
         if seq.label != 1 or not seq.lines:
             continue
+        # Masked as the service masks before any analyzer sees a line: the model trains on the
+        # placeholders it will see, and never learns to write an address or a user id. The
+        # explanation is masked with the lines, so "user=u77147" is the same <USER_1> in both.
+        explanation = (seq.explanation or "").strip()
+        masked = masker.mask_sequence([*seq.lines, explanation])
+        lines, explanation = masked[:-1], masked[-1]
         category = (seq.category or DEFAULT_CATEGORY).strip()[:MAX_CATEGORY_CHARS] or DEFAULT_CATEGORY
         evidence = evidence_indexes(seq)
         # The prompt's verdict is what the detector would say: anomalous, with the evidence lines,
         # but with the generic category, so the model learns to name the category from the lines.
         verdict = Verdict(id="", label="anomalous", score=1.0, category=DEFAULT_CATEGORY, evidence=evidence,
                           novel_templates=0)
-        messages = build_messages(AnalysisItem(lines=list(seq.lines), verdict=verdict), max_lines=max_lines,
+        messages = build_messages(AnalysisItem(lines=lines, verdict=verdict), max_lines=max_lines,
                                   max_line_chars=max_line_chars)
-        answer = templated_answer(category, seq.lines, evidence)
-        if seq.explanation and seq.explanation.strip():
-            answer["summary"] = _excerpt(seq.explanation, MAX_SUMMARY_CHARS)
+        answer = templated_answer(category, lines, evidence)
+        if explanation:
+            answer["summary"] = _excerpt(explanation, MAX_SUMMARY_CHARS)
         if suggestions and suggestions.get(category):
-            answer["suggestion"] = _excerpt(suggestions[category], MAX_SUGGESTION_CHARS)
-        parse_answer(answer_json(answer), len(seq.lines))  # a target the analyzer would reject teaches nothing
-        pairs.append(SupervisedPair(sequence_id=seq.id, messages=messages, answer=answer, n_lines=len(seq.lines)))
+            answer["suggestion"] = _excerpt(one_sentence(suggestions[category]), MAX_SUGGESTION_CHARS)
+        parse_answer(answer_json(answer), len(lines))  # a target the analyzer would reject teaches nothing
+        pairs.append(SupervisedPair(sequence_id=seq.id, messages=messages, answer=answer, n_lines=len(lines)))
     if not pairs:
         raise LLMTrainingError("no labeled anomalous sequences (label 1) in the training data: "
                                "the explainer learns from anomalies only")

@@ -12,6 +12,12 @@ is not a chat completion), `invalid_output` (the answer fails the schema twice).
 
 The API key is read from the environment variable named by `api_key_env` only (never from a
 config file), sent as a bearer token, and never logged or put into an error message.
+
+`response_format` asks the server to constrain generation to the answer's JSON Schema
+(prompt.answer_schema), in one of two dialects: `json_schema` (OpenAI, vLLM:
+{"type": "json_schema", "json_schema": {...}}) or `json_object` (llama-cpp-python's server:
+{"type": "json_object", "schema": {...}}). A small model then cannot write anything but the
+object; the strict check still runs (a schema cannot say "no repeated index").
 """
 from __future__ import annotations
 
@@ -25,13 +31,27 @@ import urllib.request
 from typing import Optional, Sequence
 
 from logllm_plugin.analyzers.base import AnalysisItem, Analyzer, EvidenceLine, Explanation
-from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, InvalidAnswer, build_messages,
-                                            parse_answer, repair_messages)
+from logllm_plugin.analyzers.prompt import (DEFAULT_MAX_LINE_CHARS, DEFAULT_MAX_LINES, DEFAULT_MAX_NEW_TOKENS,
+                                            InvalidAnswer, answer_schema, build_messages, parse_answer,
+                                            repair_messages)
 from logllm_plugin.analyzers.qwen import fallback_explanations
 
 logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1 << 20  # a chat completion of one answer is a few KB
+RESPONSE_FORMATS = ("none", "json_schema", "json_object")
+
+
+def response_format_field(kind: str, n_lines: int) -> Optional[dict]:
+    """The request's `response_format` for the dialect `kind`, or None for `none`."""
+    if kind == "none":
+        return None
+    schema = answer_schema(n_lines)
+    if kind == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "explanation", "schema": schema, "strict": True}}
+    if kind == "json_object":
+        return {"type": "json_object", "schema": schema}
+    raise ValueError(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, got {kind!r}")
 
 
 class _Failure(Exception):
@@ -44,14 +64,17 @@ class OpenAIAnalyzer:
     name = "openai"
 
     def __init__(self, base_url: str, model: str, *, fallback: Analyzer, api_key_env: Optional[str] = "OPENAI_API_KEY",
-                 timeout_s: float = 30.0, max_new_tokens: int = 192, max_lines: int = DEFAULT_MAX_LINES,
-                 max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> None:
+                 timeout_s: float = 30.0, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_lines: int = DEFAULT_MAX_LINES,
+                 max_line_chars: int = DEFAULT_MAX_LINE_CHARS, response_format: str = "none") -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not model:
             raise ValueError("model must name the served model (or LoRA adapter)")
         if not timeout_s > 0 or max_new_tokens < 1:
             raise ValueError("timeout_s must be positive and max_new_tokens at least 1")
+        if response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, got {response_format!r}")
+        self.response_format = response_format
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.fallback = fallback
@@ -68,12 +91,15 @@ class OpenAIAnalyzer:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _complete(self, messages: list[dict[str, str]], deadline: float) -> str:
+    def _complete(self, messages: list[dict[str, str]], deadline: float, n_lines: int) -> str:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Failure("timeout", "deadline passed before the request")
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
-                           "max_tokens": self.max_new_tokens}).encode()
+        request_body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_new_tokens}
+        constraint = response_format_field(self.response_format, n_lines)
+        if constraint is not None:
+            request_body["response_format"] = constraint
+        body = json.dumps(request_body).encode()
         request = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
         try:
             with urllib.request.urlopen(request, timeout=remaining) as response:
@@ -117,12 +143,12 @@ class OpenAIAnalyzer:
 
     def _explain_one(self, item: AnalysisItem, deadline: float) -> Explanation:
         messages = build_messages(item, max_lines=self.max_lines, max_line_chars=self.max_line_chars)
-        text = self._complete(messages, deadline)
+        text = self._complete(messages, deadline, len(item.lines))
         try:
             parsed = parse_answer(text, len(item.lines))
         except InvalidAnswer as exc:
             try:
-                text = self._complete(repair_messages(messages, text, str(exc)), deadline)
+                text = self._complete(repair_messages(messages, text, str(exc)), deadline, len(item.lines))
             except _Failure as again:
                 # The first answer was already invalid: that is why it falls back.
                 raise _Failure("invalid_output" if again.status == "timeout" else again.status, str(again)) from None

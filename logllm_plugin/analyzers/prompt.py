@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 from logllm_plugin.analyzers.base import AnalysisItem
 
-ANSWER_KEYS = ("category", "summary", "suggestion", "evidence")
+# The order the model writes them in: the category and the evidence first (the short, checkable
+# part), then one sentence each of summary and suggestion.
+ANSWER_KEYS = ("category", "evidence", "summary", "suggestion")
 MAX_ANSWER_CHARS = 4000  # longer than any valid answer can be; a model rambling past it is broken
 MAX_CATEGORY_CHARS = 64
 MAX_SUMMARY_CHARS = 600
@@ -22,8 +24,14 @@ MAX_EVIDENCE = 20
 
 # Defaults for how much of a sequence goes into the prompt: long HDFS blocks have hundreds of
 # lines, and the context (and the latency) of a small model is limited.
-DEFAULT_MAX_LINES = 60
-DEFAULT_MAX_LINE_CHARS = 240
+# Prefill is ~2 ms a token for SmolLM2 on 2 cores and a 20-line service log is ~300 tokens in
+# the compact form below; 32 lines of 160 characters bound the prompt near 1,000 tokens.
+DEFAULT_MAX_LINES = 32
+DEFAULT_MAX_LINE_CHARS = 160
+# What an answer of the compact schema costs: category ~6 tokens, evidence ~2 per index, one
+# sentence each of summary and suggestion (~25 each), keys and quotes ~15. The trained answers
+# are 50-70 tokens; a model still writing at 128 is rambling (and would never close the object).
+DEFAULT_MAX_NEW_TOKENS = 128
 
 # What a line carries that explains nothing but costs most of its tokens (SmolLM2's tokenizer
 # spends one token per digit: an ISO timestamp is ~20 tokens, a 16-hex trace id ~12): a leading
@@ -36,19 +44,24 @@ _LEADING_TIMESTAMP = re.compile(
     r"|\d{6} \d{6}(?: \d+)?"  # HDFS: 081109 203615 148
     r"|\[\d{4}-\d{2}-\d{2}[T ][\d:.,]+\])\s+")
 _SPACES = re.compile(r" {2,}")
+# In the prompt only (not in compact_line, which the knowledge base also reads): an id field that
+# is nothing but a placeholder ("[trace=<hex>]", 7 tokens on every line of a trace). Decimal ids
+# stay although they cost a token per digit: with "order=#" in the prompt, a tuned model wrote
+# made-up ids ("order=2222222") into its summaries.
+_ID_FIELD = re.compile(r"\s*\[?\b[\w.-]+=<hex>\]?")
 _LONG_HEX = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b", re.IGNORECASE)
 
 SYSTEM_PROMPT = (
-    "You explain anomalous log sequences to an on-call engineer. Answer with one JSON object only, keys: "
-    '"category" (short snake_case anomaly type), "summary" (what happened, one sentence), '
-    '"suggestion" (what to check next), "evidence" (indexes of the lines that show the problem).'
+    "Explain the anomalous log sequence to an on-call engineer as one JSON object: "
+    '"category" (snake_case), "evidence" (indexes of the lines that show the problem), '
+    '"summary" (one sentence), "suggestion" (one sentence: what to check).'
 )
 
 # The answer is started for the model: generation continues after these characters, and the
 # decoded text gets them back in front. A small instruct model then writes the JSON object
 # instead of echoing the prompt or chatting; training teaches the same continuation (the prefix
 # is part of the prompt tokens there too, see trainers/llm_data.tokenize_pair).
-ANSWER_PREFIX = '{"category": "'
+ANSWER_PREFIX = '{"category":"'
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
 
@@ -79,9 +92,11 @@ def compact_line(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _one_line(text: str, max_chars: int) -> str:
+def prompt_line(text: str, max_chars: int = DEFAULT_MAX_LINE_CHARS) -> str:
+    """The line as the prompt shows it: compact_line, without placeholder-only id fields."""
     # A line break inside a log line would read as a new numbered line: escape it.
     flat = compact_line(text.replace("\r", "\\r").replace("\n", "\\n"))
+    flat = _SPACES.sub(" ", _ID_FIELD.sub("", flat)).strip()
     return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
 
 
@@ -96,19 +111,21 @@ def build_messages(item: AnalysisItem, *, max_lines: int = DEFAULT_MAX_LINES,
     shown = shown_line_indexes(n, evidence, max_lines)
     body: list[str] = []
     previous = -1
+    first_seen: dict[str, int] = {}
     for i in shown:
         if i != previous + 1:
             body.append(f"[lines {previous + 1}-{i - 1} omitted]")
-        body.append(f"{i}: {_one_line(item.lines[i], max_line_chars)}")
+        text = prompt_line(item.lines[i], max_line_chars)
+        # A repeated line (a retry loop, a heartbeat) costs a reference, not its tokens again.
+        body.append(f"{i}: (same as {first_seen[text]})" if text in first_seen else f"{i}: {text}")
+        first_seen.setdefault(text, i)
         previous = i
     if previous + 1 < n:
         body.append(f"[lines {previous + 1}-{n - 1} omitted]")
     user = "\n".join([
-        f"Anomalous log sequence, {n} lines (score {verdict.score:.2f}, detector category {verdict.category}).",
-        "Lines the detector weighted most: " + (", ".join(str(i) for i in evidence) or "none"),
-        "Lines (index: text):",
+        f"{n} lines, anomaly score {verdict.score:.2f}, detector category {verdict.category}, "
+        "lines weighted most: " + (", ".join(str(i) for i in evidence) or "none"),
         *body,
-        'Reply with only {"category": ..., "summary": ..., "suggestion": ..., "evidence": [...]}.',
     ])
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
@@ -130,8 +147,29 @@ def repair_messages(messages: Sequence[dict[str, str]], bad_answer: str, error: 
 
 
 def answer_json(answer: dict[str, Any]) -> str:
-    """The canonical text of an answer: what training teaches the model to write."""
-    return json.dumps({k: answer[k] for k in ANSWER_KEYS}, ensure_ascii=False)
+    """The canonical text of an answer: what training teaches the model to write (no spaces between tokens of syntax)."""
+    return json.dumps({k: answer[k] for k in ANSWER_KEYS}, ensure_ascii=False, separators=(",", ":"))
+
+
+def answer_schema(n_lines: int) -> dict[str, Any]:
+    """The answer as a JSON Schema, for servers that constrain generation to it (llama.cpp's
+    grammar, vLLM's guided decoding): the keys, their order and types, and the line-index range.
+
+    No string lengths: a grammar spells `maxLength: 600` as 600 optional characters, which made
+    llama-cpp-python's server take minutes per answer; parse_answer checks the lengths.
+    """
+    index: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": max(0, n_lines - 1)}
+    return {
+        "type": "object",
+        "properties": {
+            "category": {"type": "string"},
+            "evidence": {"type": "array", "items": index},
+            "summary": {"type": "string"},
+            "suggestion": {"type": "string"},
+        },
+        "required": list(ANSWER_KEYS),
+        "additionalProperties": False,
+    }
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -171,7 +209,9 @@ def parse_answer(text: str, n_lines: int) -> dict[str, Any]:
     if fenced:
         stripped = fenced.group(1).strip()
     try:
-        obj = json.loads(stripped, object_pairs_hook=_reject_duplicate_keys)
+        # strict=False: a line break written raw inside a summary is still the summary (grammar-
+        # constrained servers let it through); the single-line category is checked below.
+        obj = json.loads(stripped, object_pairs_hook=_reject_duplicate_keys, strict=False)
     except json.JSONDecodeError as exc:
         raise InvalidAnswer(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
     if not isinstance(obj, dict):

@@ -167,7 +167,8 @@ def build_analysis_service(config, signature: Optional[Callable[[Sequence[str]],
         from logllm_plugin.analyzers.openai_compat import OpenAIAnalyzer
 
         primary = OpenAIAnalyzer(config.base_url, config.model, fallback=knowledge_base, api_key_env=config.api_key_env,
-                                 timeout_s=config.timeout_s, max_new_tokens=config.max_new_tokens)
+                                 timeout_s=config.timeout_s, max_new_tokens=config.max_new_tokens,
+                                 response_format=config.response_format)
     return AnalysisService(primary=primary, knowledge_base=knowledge_base, masker=PersonalDataMasker(extra),
                            signature=signature, cache_size=config.cache_size, rate_per_s=config.rate_per_s,
                            burst=config.burst)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from logllm_plugin.analyzers.prompt import parse_answer
 from logllm_plugin.data.generate import GenerateOptions, generate
 from logllm_plugin.data.io import write_jsonl
+from logllm_plugin.privacy import PersonalDataMasker
 from trainers.llm_pairs import chat_rows
 from logllm_plugin.readers import read_sequences
 from trainers.llm_data import LLMTrainingError, build_pairs
@@ -58,10 +60,17 @@ def test_answers_parse_and_carry_category_explanation_evidence_and_kb_advice(seq
         answer = json.loads(row["messages"][-1]["content"])
         parse_answer(row["messages"][-1]["content"], len(seq.lines))  # the analyzer would accept it
         assert answer["category"] == seq.category == row["category"]
-        assert answer["summary"] == seq.explanation
+        for message in row["messages"]:  # the raw addresses and user ids of the data never reach a pair
+            assert not re.search(r"\b\d{1,3}(\.\d{1,3}){3}\b|user=u\d", message["content"]), message["content"]
+        # The summary is the data's explanation, masked with the lines (the same placeholders).
+        masked = PersonalDataMasker().mask_sequence([*seq.lines, seq.explanation])
+        assert answer["summary"] == masked[-1]
+        assert all(m in row["messages"][1]["content"] for m in re.findall(r"<[A-Z]+_\d+>", masked[-1]))
         assert answer["evidence"] == [i for i, x in enumerate(seq.line_labels) if x]
         seen.add(seq.category)
-        assert answer["suggestion"] == advice[seq.category]
+        # One sentence of the advice: up to the first full stop, colon or semicolon.
+        first = re.split(r"(?<=\.)\s|[:;]\s", advice[seq.category], maxsplit=1)[0].rstrip(".") + "."
+        assert answer["suggestion"] == first and advice[seq.category].startswith(first[:-1])
     assert seen == KB_CATEGORIES  # 120 sequences hold every category
 
 

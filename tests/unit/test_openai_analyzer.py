@@ -135,3 +135,28 @@ def test_a_refused_connection_is_unavailable_and_the_config_needs_url_and_model(
     assert any("base_url and analysis.model" in p for p in AnalysisConfig(analyzer="openai").problems())
     with pytest.raises(ValueError, match="http"):
         OpenAIAnalyzer("ftp://x", "m", fallback=KnowledgeBaseAnalyzer(semantic=False))
+
+
+@pytest.mark.parametrize("dialect", ["none", "json_schema", "json_object"])
+def test_response_format_asks_for_the_answer_schema_in_the_servers_dialect(stub_factory, dialect):
+    from logllm_plugin.analyzers.prompt import ANSWER_KEYS
+    from logllm_plugin.config import AnalysisConfig
+
+    stub = stub_factory(("answer", VALID))
+    analyzer = OpenAIAnalyzer(stub.url, "logllm", fallback=KnowledgeBaseAnalyzer(semantic=False), api_key_env=None,
+                              timeout_s=5.0, response_format=dialect)
+    [out] = analyzer.explain_batch([_item()])
+    assert out.status == "ok"
+    body = stub.requests[0]["body"]
+    if dialect == "none":
+        assert "response_format" not in body
+        return
+    field = body["response_format"]
+    schema = field["json_schema"]["schema"] if dialect == "json_schema" else field["schema"]
+    assert field["type"] == dialect
+    assert schema["required"] == list(ANSWER_KEYS) == list(schema["properties"])  # the order the model writes
+    assert schema["properties"]["evidence"]["items"]["maximum"] == 2  # the item has 3 lines
+    assert schema["additionalProperties"] is False
+    with pytest.raises(ValueError, match="response_format"):
+        OpenAIAnalyzer(stub.url, "m", fallback=KnowledgeBaseAnalyzer(semantic=False), response_format="grammar")
+    assert any("response_format" in p for p in AnalysisConfig(response_format="grammar").problems())

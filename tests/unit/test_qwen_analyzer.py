@@ -1,6 +1,7 @@
 """The analyzer prompt, the strict answer check, and QwenAnalyzer's fallbacks on a tiny random model."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -109,7 +110,20 @@ def test_prompt_lines_drop_timestamps_and_long_hex_ids_but_evidence_quotes_keep_
     assert compact_line("deadline 2026-03-02 is fine; caffe is a word") == "deadline 2026-03-02 is fine; caffe is a word"
     item = _item(3)
     item.lines[1] = iso
-    assert "\n1: ERROR billing [trace=<hex>] db pool exhausted (20/20)\n" in build_messages(item)[1]["content"]
+    # The prompt also drops id fields that are only a placeholder (ids the summary may quote stay).
+    assert "\n1: ERROR billing db pool exhausted (20/20)\n" in build_messages(item)[1]["content"]
+    from logllm_plugin.analyzers.prompt import prompt_line
+
+    assert prompt_line("WARN api span_id=<hex> order=72979298 retry 3 of 5 after 250 ms") == (
+        "WARN api order=72979298 retry 3 of 5 after 250 ms")
+    assert prompt_line("x" * 500, 40) == "x" * 39 + "…"
+
+
+def test_repeated_lines_cost_a_reference_not_their_tokens_again():
+    item = _item(5, evidence=(3,))
+    item.lines[:] = ["INFO heartbeat ok", "ERROR disk full", "INFO heartbeat ok", "ERROR disk full", "INFO done"]
+    user = build_messages(item)[1]["content"]
+    assert "\n0: INFO heartbeat ok\n1: ERROR disk full\n2: (same as 0)\n3: (same as 1)\n4: INFO done" in user
 
 
 def test_long_sequences_keep_the_evidence_lines_and_mark_omissions():
@@ -137,7 +151,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny_dir and one_thread: t
 
 def test_a_tiny_random_models_answers_are_repaired_once_then_fall_back_as_invalid_output(tiny_dir, monkeypatch):
     """The real tiny model generates (a spy records what it said): 12 new tokens cannot hold the
-    answer schema's JSON, so each item is asked once more with its own bad answer, then falls back."""
+    answer schema's JSON. With max_new_tokens 12 every answer is cut there: no repair, invalid_output
+    at once. With room to end by itself (a stop token), each item is asked once more with its own
+    bad answer, then falls back."""
     from logllm_plugin.analyzers import qwen
     from logllm_plugin.analyzers.qwen import QwenAnalyzer
 
@@ -158,6 +174,16 @@ def test_a_tiny_random_models_answers_are_repaired_once_then_fall_back_as_invali
     assert [(e.status, e.analyzer, e.category) for e in explanations] == [
         ("invalid_output", "test_fallback", f"kb-{i}") for i in range(3)]
     assert fallback.calls == [3]
+    assert len(rounds) == 1  # cut at 12 tokens: no repair
+    # Treat the tiny model's stop-free 12 tokens as an answer that ended by itself: now it is repaired.
+    rounds.clear()
+
+    def finished_spy(model, tokenizer, conversations, **kwargs):
+        return [dataclasses.replace(g, finished=True) for g in spy(model, tokenizer, conversations, **kwargs)]
+
+    monkeypatch.setattr(qwen, "generate_answers", finished_spy)
+    explanations = analyzer.explain_batch(items)
+    assert [e.status for e in explanations] == ["invalid_output"] * 3
     first, repair = rounds  # one batch of three, then one batch of three repairs
     assert len(first) == len(repair) == 3
     for (conversation, text), (repaired, _) in zip(first, repair):
@@ -206,9 +232,10 @@ def test_an_invalid_answer_gets_one_repair_then_falls_back(monkeypatch, tmp_path
     from logllm_plugin.analyzers import qwen
     from logllm_plugin.analyzers.qwen import Generated, QwenAnalyzer
 
-    scripts = {"sequence, 3 lines": [json.dumps(VALID)],
-               "sequence, 4 lines": ["oops", json.dumps({**VALID, "evidence": [1]})],
-               "sequence, 5 lines": ["oops", "still not json"]}
+    scripts = {"3 lines, anomaly": [json.dumps(VALID)],
+               "4 lines, anomaly": ["oops", json.dumps({**VALID, "evidence": [1]})],
+               "5 lines, anomaly": ["oops", "still not json"],
+               "6 lines, anomaly": ['{"category":"x","evidence":[0],"summary":"and then and then']}
     attempts_seen: list[int] = []
 
     def fake_generate(model, tokenizer, conversations, **kwargs):
@@ -220,18 +247,22 @@ def test_an_invalid_answer_gets_one_repair_then_falls_back(monkeypatch, tmp_path
             attempts_seen.append(attempt)
             key = next(k for k in scripts if k in conversation[1]["content"])
             texts.append(scripts[key][attempt])
-        return [Generated(text=t, finished=True, timed_out=False) for t in texts]
+        # The six-line item's answer is cut at max_new_tokens (it never ended by itself).
+        return [Generated(text=t, finished="and then" not in t, timed_out=False) for t in texts]
 
     monkeypatch.setattr(qwen, "generate_answers", fake_generate)
     analyzer = QwenAnalyzer(tmp_path, fallback=RecordingFallback(), device="cpu", batch_size=8)
     analyzer._model, analyzer._tokenizer = object(), object()  # loaded; generation is scripted
-    items = [_item(3, vid="x"), _item(4, vid="y"), _item(5, vid="z")]
-    ok, fixed, bad = analyzer.explain_batch(items)
+    items = [_item(3, vid="x"), _item(4, vid="y"), _item(5, vid="z"), _item(6, vid="w")]
+    ok, fixed, bad, rambling = analyzer.explain_batch(items)
     assert (ok.status, ok.analyzer, ok.category) == ("ok", "qwen", "resource_exhaustion")
     assert [(e.index, e.line) for e in ok.evidence] == [(0, items[0].lines[0]), (2, items[0].lines[2])]
     assert (fixed.status, [e.index for e in fixed.evidence]) == ("ok", [1])
     assert (bad.status, bad.analyzer, bad.category) == ("invalid_output", "test_fallback", "kb-z")
-    assert sorted(attempts_seen) == [0, 0, 0, 1, 1]  # exactly one repair for each invalid answer
+    assert rambling.status == "invalid_output"
+    # Exactly one repair for each invalid answer that ended by itself; none for the one cut at
+    # max_new_tokens (a retry under the same limit rambles as long again).
+    assert sorted(attempts_seen) == [0, 0, 0, 0, 1, 1]
 
 
 def test_constructor_rejects_impossible_arguments(tmp_path, monkeypatch):
@@ -257,3 +288,19 @@ def test_json_object_end_finds_where_the_answer_closes():
     assert text[:end].endswith('{"x": 2}]}') and json.loads(text[:end])["category"] == "a}b"
     assert json_object_end('{"category": "open", "evidence": [1') is None
     assert json_object_end('{"category": "x"]') is None  # a stray bracket never closes the object
+
+
+def test_int8_keeps_the_down_projections_and_the_head_float(tiny_dir):
+    """All-int8 broke the tuned SmolLM2's answers (the down_proj inputs have outlier channels):
+    those layers and the vocabulary head stay float32, every other projection is int8."""
+    from logllm_plugin.analyzers.qwen import FLOAT_LINEARS, load_chat_model
+
+    model, _, _ = load_chat_model(tiny_dir, device="cpu", quantize="int8")
+    kinds = {}
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.endswith("_proj") or leaf == "lm_head":
+            kinds.setdefault(leaf, set()).add(type(module).__module__.startswith("torch.ao.nn.quantized"))
+    assert kinds["down_proj"] == {False} and kinds["lm_head"] == {False} and set(FLOAT_LINEARS) == {"down_proj", "lm_head"}
+    for leaf in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"):
+        assert kinds[leaf] == {True}, leaf
