@@ -210,7 +210,8 @@ class ClusterClient:
 
     def field_types(self, pattern: str, fields: Iterable[str]) -> dict[str, str]:
         """Mapped type of each field that exists in any index of `pattern`."""
-        result = self.raw.field_caps(index=pattern, fields=",".join(fields), allow_no_indices=True,
+        # a list, not a joined string: the clients URL-encode the comma and ask for one field named "a,b"
+        result = self.raw.field_caps(index=pattern, fields=list(fields), allow_no_indices=True,
                                      ignore_unavailable=True)
         result = result.body if self.backend == "elasticsearch" else result
         return {name: next(iter(types)) for name, types in (result.get("fields") or {}).items() if types}
