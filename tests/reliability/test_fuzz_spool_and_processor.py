@@ -128,7 +128,8 @@ def test_a_record_at_the_sdk_attribute_limit_keeps_all_its_own_attributes(own_at
     attributes = dict(exporter.get_finished_logs()[0].log_record.attributes)
     assert {k: v for k, v in attributes.items() if k.startswith("app.")} == own
     added = [k for k in attributes if k.startswith("logllm.")]
-    every = 11  # status, label, score, category, sequence id/key/position, evidence, model version, familiarity, suppressed
+    every = 12  # status, label, score, category, sequence id/key/position, evidence, model version, familiarity,
+    # suppressed, closed_by
     if expected is None:
         assert len(added) == every and processor.stats.annotations_dropped == 0
     else:

@@ -112,9 +112,13 @@ def test_classification_by_meaning_generalises_past_the_patterns():
     right class for >= 90%, and the embedding step adds accuracy over patterns alone (same lines, same run)."""
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    patterns_only = _paraphrase_accuracy(KnowledgeBaseAnalyzer(semantic=False))
-    with_meaning = _paraphrase_accuracy(KnowledgeBaseAnalyzer())
+    try:
+        patterns_only = _paraphrase_accuracy(KnowledgeBaseAnalyzer(semantic=False))
+        with_meaning = _paraphrase_accuracy(KnowledgeBaseAnalyzer())
+    finally:
+        torch.set_num_threads(threads)  # process-wide: later tests (training) must not inherit it
     assert with_meaning >= 0.90, (patterns_only, with_meaning)
     assert with_meaning >= patterns_only + 0.10, (patterns_only, with_meaning)
 
