@@ -178,7 +178,9 @@ def test_after_the_next_retrain_the_model_itself_follows_the_operators_correctio
     directory = tmp_path / "store"
     shutil.copytree(learned["directory"], directory, ignore=shutil.ignore_patterns("*.lock"))
     normal, anomalies = traffic["normal"][300:700], traffic["anomalies"]
-    env = {**FAST, "LOGLLM_LEARNING__MIN_NEW_SEQUENCES": "10"}
+    # The retrain falls due only after the corrections are in: the first pass's traffic stays under
+    # min_new_sequences, and the traffic after the feedback takes it over.
+    env = {**FAST, "LOGLLM_LEARNING__MIN_NEW_SEQUENCES": str(len(normal) + len(anomalies) + 20)}
     learner = LearningServer(directory, None, threads=1, extra=["--retrain-every", "1s"], env=env,
                              log_path=tmp_path / "serve.log")
     try:
@@ -188,6 +190,7 @@ def test_after_the_next_retrain_the_model_itself_follows_the_operators_correctio
         learner.feedback(false_positives, "normal")
         if missed:
             learner.feedback(missed, "anomalous")
+        learner.detect(traffic["normal"][700:760])
         state = learner.wait_for(lambda m: m["trainings"] >= 1 and not m["training"], 900)
         assert state["version"].endswith("/v000002"), json.dumps(state.get("last_training"))
         # the copied store also holds the corrections of the feedback test above
