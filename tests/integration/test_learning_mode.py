@@ -190,7 +190,7 @@ def test_after_the_next_retrain_the_model_itself_follows_the_operators_correctio
         learner.feedback(false_positives, "normal")
         if missed:
             learner.feedback(missed, "anomalous")
-        learner.detect(traffic["normal"][700:760])
+        learner.detect(traffic["history"][:60])  # more traffic: the retrain falls due
         state = learner.wait_for(lambda m: m["trainings"] >= 1 and not m["training"], 900)
         assert state["version"].endswith("/v000002"), json.dumps(state.get("last_training"))
         # the copied store also holds the corrections of the feedback test above
