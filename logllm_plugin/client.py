@@ -49,7 +49,7 @@ def to_request(sequences: Sequence[SequenceLike]) -> pb.DetectRequest:
     out = []
     for n, s in enumerate(sequences):
         if isinstance(s, LogSequence):
-            out.append(pb.Sequence(id=s.id, key=s.key or "", lines=s.lines))
+            out.append(pb.Sequence(id=s.id, key=s.key or "", lines=s.lines, closed_by=s.closed_by or ""))
         elif isinstance(s, str):
             raise TypeError("detect() takes a list of sequences (lists of lines), not a list of lines")
         else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from logllm_plugin.moe.configuration import HeadSizes as ModelConfig  # the `model:` section
 from logllm_plugin.sequencer import SequencerConfig
 
 logger = logging.getLogger(__name__)
@@ -69,43 +70,6 @@ class EncoderConfig:
             out.append(f"encoder.device must be auto, cpu or cuda, not {self.device!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             out.append(f"encoder.dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
-        return out
-
-
-@dataclass
-class ModelConfig:
-    """Sizes of the BERT+MoE head. `original()` gives the LogLLM paper's sizes."""
-
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_experts: int = 4
-    expert_ffn_size: int = 256
-    top_p: float = 0.8  # experts are added by router probability until their sum reaches top_p
-    max_positions: int = 256  # longer sequences are scored in overlapping windows
-    dropout: float = 0.1
-    # Hybrid: a bag-of-templates channel beside the order-aware encoder. Off by default: on BGL
-    # (first 70% → last 30%, seed 42) it overfits to training template ids, test F1 0.882 on vs
-    # 0.943 off (`LOGLLM_MODEL__COUNT_VIEW=true scripts/quality-benchmarks bgl_20k`, and without);
-    # on HDFS it changed nothing with the former tail hold-out (same command, hdfs_100k). Turn it
-    # on for session data where counts rule.
-    count_view: bool = False
-
-    @classmethod
-    def original(cls) -> "ModelConfig":
-        return cls(hidden_size=512, num_layers=6, num_heads=8, num_experts=4, expert_ffn_size=256, top_p=0.8)
-
-    def problems(self) -> list[str]:
-        out = []
-        for name in ("hidden_size", "num_layers", "num_heads", "num_experts", "expert_ffn_size", "max_positions"):
-            if getattr(self, name) < 1:
-                out.append(f"model.{name} must be >= 1")
-        if self.num_heads >= 1 and self.hidden_size % self.num_heads:
-            out.append("model.hidden_size must be a multiple of model.num_heads")
-        if not 0.0 < self.top_p <= 1.0:
-            out.append("model.top_p must be in (0, 1]")
-        if not 0.0 <= self.dropout < 1.0:
-            out.append("model.dropout must be in [0, 1)")
         return out
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from logllm_plugin.readers import InputError, ReadReport, detect_format, read_records, read_sequences
+from logllm_plugin.readers import InputError, ReadReport, detect_format, read_records, read_sequence_file
 from logllm_plugin.records import LogSequence
-from logllm_plugin.sequencer import SequencerConfig, sequences_from_records
+from logllm_plugin.sequencer import SequencerConfig, group_records
 
 SEQUENCE_FORMATS = ("sequence_jsonl", "sequence_json")
 
@@ -53,7 +53,7 @@ class Selection:
         return sequences[int(round(n * self.start)) : int(round(n * self.end))]
 
 
-def load_sequences(
+def load_input(
     path: str,
     *,
     fmt: Optional[str] = None,
@@ -66,10 +66,10 @@ def load_sequences(
     report = report if report is not None else ReadReport()
     fmt = fmt or detect_format(path)
     if fmt in SEQUENCE_FORMATS:
-        sequences = list(read_sequences(path, fmt, report))
+        sequences = list(read_sequence_file(path, fmt, report))
     else:
         records = read_records(path, fmt, line_regex=line_regex, key_regex=key_regex, report=report)
-        sequences = list(sequences_from_records(records, sequencer or SequencerConfig()))
+        sequences = list(group_records(records, sequencer or SequencerConfig()))
     if selection is not None:
         sequences = selection.apply(sequences)
         if not sequences:

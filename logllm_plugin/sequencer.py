@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_KEY = "default"
 DEFAULT_MIN_LINES = 6
+# Why a sequence closed (LogSequence.closed_by): at max_lines, under max_open_sequences pressure,
+# idle, too old, at the end of input. All but "full" may cut a normal sequence short.
+CLOSE_REASONS = ("full", "pressure", "idle", "age", "end")
 
 
 @dataclass
@@ -231,7 +234,7 @@ def _to_sequence(seq: _Open, short: bool, closed_by: str) -> LogSequence:
     )
 
 
-def sequences_from_records(
+def group_records(
     records: Iterable[LogRecord], config: Optional[SequencerConfig] = None
 ) -> Iterator[LogSequence]:
     """Batch helper: group a finite stream, closing by record time when records carry it."""

@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 from drain3.drain import Drain, LogCluster
 
 from logllm_plugin.config import TemplateConfig
-from logllm_plugin.masking import MASKS, PARAM, LineMasker
+from logllm_plugin.variable_masks import MASKS, PARAM, LineMasker
 
 NOVEL_ID = 0
 STATE_VERSION = 1

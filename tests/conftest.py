@@ -70,11 +70,11 @@ def tiny_config(epochs: int = 4, seed: int = 1):
 @pytest.fixture(scope="session")
 def seed_model_dir(tmp_path_factory) -> Path:
     """A tiny detector trained on the bundled seed sample (shared by the tests that only read it)."""
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
     from trainers.small import train_small
 
     out = tmp_path_factory.mktemp("models") / "seed"
-    train = list(read_sequences(DATA / "seed_train.jsonl"))
+    train = list(read_sequence_file(DATA / "seed_train.jsonl"))
     train_small(train, None, tiny_config(epochs=5), out)
     return out
 

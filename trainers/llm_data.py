@@ -102,7 +102,7 @@ def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MA
     else templated; `suggestions` (category → advice, e.g. the knowledge base's) replace the
     templated suggestion, by their first sentence, for the categories they name.
     """
-    from logllm_plugin.privacy import PersonalDataMasker
+    from logllm_plugin.personal_data import PersonalDataMasker
 
     masker = PersonalDataMasker()
     pairs = []

@@ -45,8 +45,8 @@ LABEL_FREE_EXAMPLES_PER_EPOCH = 1000
 # --normal-only: normal history cut short (end of input, time limits), added as normal examples to
 # training and validation, as a share of the history.
 TRUNCATED_SHARE = 0.2
-MIN_NORMAL_HISTORY = 10
-MIN_VALID_ANOMALIES = 20  # --normal-only validation with fewer labeled anomalies gets injected ones too  # fewer normal sequences cannot tell normal variation from novelty
+MIN_NORMAL_HISTORY = 10  # fewer normal sequences cannot tell normal variation from novelty
+MIN_VALID_ANOMALIES = 20  # --normal-only validation with fewer labeled anomalies gets injected ones too
 
 
 class TrainingDataError(ValueError):
@@ -159,6 +159,38 @@ def _score(model, batch: FeaturizedBatch, batch_size: int = 128) -> np.ndarray:
     return sigmoid(np.array([logit for logit, _, _, _ in best_windows(model, batch, batch_size)]))
 
 
+@dataclass
+class _Prepared:
+    """The training data as the model sees it: labeled (injected) sequences, templates, features."""
+
+    train: list[LogSequence]
+    valid: list[LogSequence]
+    normal_history: list[LogSequence]  # what the novelty table learns
+    left_out_rare: int
+    store: TemplateStore
+    encoder: LineEncoder
+    train_batch: FeaturizedBatch
+    valid_batch: Optional[FeaturizedBatch]
+    categories: list[str]
+
+    @property
+    def valid_labels(self) -> list[int]:
+        return [s.label for s in self.valid]
+
+    def has_two_class_validation(self) -> bool:
+        return bool(self.valid_batch) and 0 < sum(self.valid_labels) < len(self.valid_labels)
+
+
+@dataclass
+class _Thresholds:
+    threshold: float  # what detector.json says: 0.5 for label-free and count-gated models
+    model_threshold: Optional[float]  # the model's own cut where the decision combines views
+    gate: Optional[str]  # the count-view gate chosen for a supervised model, if any
+    metrics: dict
+    novelty: NoveltyScorer
+    baseline: TemplateCountBaseline
+
+
 def train_small(
     train: list[LogSequence],
     valid: Optional[list[LogSequence]],
@@ -168,132 +200,163 @@ def train_small(
     normal_only: bool = False,
     progress: Optional[Callable[[int, int, dict], None]] = None,
 ) -> TrainOutcome:
-    import torch
-    from safetensors.torch import save_file
+    """Train the detector and write its model directory: prepare the data, train epoch by epoch
+    keeping the best gated epoch, choose the threshold(s), save."""
+    seed_everything(config.training.seed)
+    data = _prepare(train, valid, config, normal_only)
+    moe_config, model, history = _fit(data, config, normal_only, progress)
+    chosen = _choose_thresholds(model, data, config, normal_only, history)
+    out = _save(Path(out_dir), model, moe_config, data, chosen, config, normal_only)
+    return TrainOutcome(out, chosen.metrics)
 
-    from logllm_plugin.moe.configuration import MoESequenceConfig
-    from logllm_plugin.moe.modeling import MoESequenceClassifier
 
+def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], config: PluginConfig,
+             normal_only: bool) -> _Prepared:
     tc = config.training
-    seed_everything(tc.seed)
     left_out_rare = 0
     if normal_only:
         train, left_out_rare = leave_out_rare(train, TemplateStore(config.templates).mask, tc.leave_out_rare_share)
         logger.info("left out %d history sequences holding the rarest lines (possible incidents)", left_out_rare)
     normal_seqs = normal_history(train, valid, normal_only)
     train, valid = prepare_labels(train, valid, config, normal_only)
-
     store = TemplateStore(config.templates)
     store.learn(line for seq in train for line in seq.lines)
     encoder = LineEncoder(config.encoder)
     train_batch = featurize(store, encoder, [s.lines for s in train])
     valid_batch = featurize(store, encoder, [s.lines for s in valid]) if valid else None
-    categories = _categories(train)
+    return _Prepared(train, valid, normal_seqs, left_out_rare, store, encoder, train_batch, valid_batch,
+                     _categories(train))
 
-    mc = config.model
-    moe_config = MoESequenceConfig(
-        input_size=encoder.embedding_dim(), vocab_size=store.vocab_size, hidden_size=mc.hidden_size,
-        num_layers=mc.num_layers, num_heads=mc.num_heads, num_experts=mc.num_experts,
-        expert_ffn_size=mc.expert_ffn_size, top_p=mc.top_p, max_positions=mc.max_positions,
-        dropout=mc.dropout, count_view=mc.count_view, categories=categories,
-    )
+
+def _fit(data: _Prepared, config: PluginConfig, normal_only: bool, progress) -> tuple[object, object, list[dict]]:
+    """(model config, the model at its best gated epoch, one record per epoch)."""
+    import torch
+
+    from logllm_plugin.moe.configuration import MoESequenceConfig
+    from logllm_plugin.moe.modeling import MoESequenceClassifier
+
+    tc, mc = config.training, config.model
+    moe_config = MoESequenceConfig.for_data(mc, input_size=data.encoder.embedding_dim(),
+                                            vocab_size=data.store.vocab_size, categories=data.categories)
     model = MoESequenceClassifier(moe_config)
-    examples = build_examples(train_batch, train, categories, mc.max_positions, tc.max_windows_per_sequence)
+    examples = build_examples(data.train_batch, data.train, data.categories, mc.max_positions,
+                              tc.max_windows_per_sequence)
     pos = sum(x.weight for x in examples if x.label == 1)
     neg = sum(x.weight for x in examples if x.label == 0)
     pos_weight = torch.tensor(math.sqrt(neg / max(pos, 1.0)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay)
     dense_epochs = min(int(round(tc.epochs * tc.dense_epochs_fraction)), tc.epochs - 1)  # ≥1 gated epoch
-    train_table = torch.from_numpy(train_batch.table)
-    valid_labels = [s.label for s in valid]
+    train_table = torch.from_numpy(data.train_batch.table)
     rng = np.random.default_rng(tc.seed)
-    logger.info("training on %d distinct windows (%d sequences)", len(examples), len(train))
+    logger.info("training on %d distinct windows (%d sequences)", len(examples), len(data.train))
 
     best_state, best_key, history = None, None, []
     for epoch in range(tc.epochs):
         dense = epoch < dense_epochs
-        model.train()
-        total = total_weight = 0.0
         epoch_examples = examples
         if normal_only and len(examples) > LABEL_FREE_EXAMPLES_PER_EPOCH:
             # a fresh random share each epoch: every window is still seen over the run
             pick = rng.choice(len(examples), size=LABEL_FREE_EXAMPLES_PER_EPOCH, replace=False)
             epoch_examples = [examples[k] for k in pick]
-        for batch_indexes in length_bucketed_batches(epoch_examples, tc.batch_size, rng):
-            chunk = [epoch_examples[k] for k in batch_indexes]
-            items = []
-            for ex in chunk:
-                ids = ex.template_ids.copy()
-                ids[rng.random(len(ids)) < TEMPLATE_DROPOUT] = 0
-                items.append((ids, ex.rows))
-            emb, mask, ids_t = pad_batch(items, train_table)
-            if tc.embedding_noise > 0:
-                emb = emb + tc.embedding_noise * torch.randn_like(emb) * mask.unsqueeze(-1)
-            y = torch.tensor([ex.label for ex in chunk], dtype=torch.float32)
-            w = torch.tensor([ex.weight for ex in chunk], dtype=torch.float32)
-            cats = torch.tensor([ex.category for ex in chunk])
-            out = model(emb, mask, ids_t, dense=dense)
-            per_example = torch.nn.functional.binary_cross_entropy_with_logits(
-                out.logits, y, pos_weight=pos_weight, reduction="none")
-            loss = (per_example * w).sum() / w.sum()
-            known = cats >= 0
-            if known.any() and len(categories) > 2:
-                ce = torch.nn.functional.cross_entropy(out.category_logits[known], cats[known], reduction="none")
-                loss = loss + 0.5 * (ce * w[known]).sum() / w[known].sum()
-            if not dense:
-                loss = loss + tc.aux_loss_weight * out.aux_loss
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total += loss.item() * float(w.sum())
-            total_weight += float(w.sum())
-        record = {"epoch": epoch + 1, "phase": "dense" if dense else "gated", "loss": round(total / total_weight, 5)}
+        loss = _epoch(model, optimizer, epoch_examples, train_table, pos_weight, dense, len(data.categories), tc, rng)
+        record = {"epoch": epoch + 1, "phase": "dense" if dense else "gated", "loss": loss}
         if not dense:
-            scored_batch, scored_labels = (
-                (valid_batch, valid_labels) if valid_batch and 0 < sum(valid_labels) < len(valid_labels)
-                else (train_batch, [s.label for s in train])
-            )
-            scores = _score(model, scored_batch)
-            m = binary_metrics(scored_labels, scores, best_f1_threshold(scored_labels, scores))
-            record.update(valid_pr_auc=m["pr_auc"], valid_f1=m["f1"])
-            key = (m["pr_auc"] or 0.0, m["f1"], -record["loss"])
+            key = _select_key(model, data, record)
             if best_key is None or key > best_key:
                 best_key, best_state = key, {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append(record)
         if progress:
             progress(epoch + 1, tc.epochs, record)
-
     model.load_state_dict(best_state)
+    return moe_config, model, history
+
+
+def _epoch(model, optimizer, examples: Sequence[_Example], train_table, pos_weight, dense: bool, n_categories: int,
+           tc, rng: np.random.Generator) -> float:
+    """One pass over `examples`; the weighted mean loss."""
+    import torch
+
+    model.train()
+    total = total_weight = 0.0
+    for batch_indexes in length_bucketed_batches(examples, tc.batch_size, rng):
+        chunk = [examples[k] for k in batch_indexes]
+        items = []
+        for ex in chunk:
+            ids = ex.template_ids.copy()
+            ids[rng.random(len(ids)) < TEMPLATE_DROPOUT] = 0
+            items.append((ids, ex.rows))
+        emb, mask, ids_t = pad_batch(items, train_table)
+        if tc.embedding_noise > 0:
+            emb = emb + tc.embedding_noise * torch.randn_like(emb) * mask.unsqueeze(-1)
+        y = torch.tensor([ex.label for ex in chunk], dtype=torch.float32)
+        w = torch.tensor([ex.weight for ex in chunk], dtype=torch.float32)
+        cats = torch.tensor([ex.category for ex in chunk])
+        out = model(emb, mask, ids_t, dense=dense)
+        per_example = torch.nn.functional.binary_cross_entropy_with_logits(
+            out.logits, y, pos_weight=pos_weight, reduction="none")
+        loss = (per_example * w).sum() / w.sum()
+        known = cats >= 0
+        if known.any() and n_categories > 2:
+            ce = torch.nn.functional.cross_entropy(out.category_logits[known], cats[known], reduction="none")
+            loss = loss + 0.5 * (ce * w[known]).sum() / w[known].sum()
+        if not dense:
+            loss = loss + tc.aux_loss_weight * out.aux_loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        total += loss.item() * float(w.sum())
+        total_weight += float(w.sum())
+    return round(total / total_weight, 5)
+
+
+def _select_key(model, data: _Prepared, record: dict) -> tuple:
+    """How good a gated epoch is (higher wins): PR-AUC, F1 on validation (training when the
+    validation has one class), then a lower loss. Adds the figures to `record`."""
+    scored_batch, scored_labels = ((data.valid_batch, data.valid_labels) if data.has_two_class_validation()
+                                   else (data.train_batch, [s.label for s in data.train]))
+    scores = _score(model, scored_batch)
+    m = binary_metrics(scored_labels, scores, best_f1_threshold(scored_labels, scores))
+    record.update(valid_pr_auc=m["pr_auc"], valid_f1=m["f1"])
+    return (m["pr_auc"] or 0.0, m["f1"], -record["loss"])
+
+
+def _choose_thresholds(model, data: _Prepared, config: PluginConfig, normal_only: bool,
+                       history: list[dict]) -> _Thresholds:
+    """The best-F1 threshold on validation, then what each kind of model decides with: label-free
+    ones combine the model (cut at a target FPR) with the novelty view, supervised ones may gate
+    on the count view. The metrics say which and what each scored."""
+    valid, valid_labels = data.valid, data.valid_labels
     threshold_labels, threshold_scores, threshold_source = valid_labels, None, "validation"
-    if valid_batch and 0 < sum(valid_labels) < len(valid_labels):
-        threshold_scores = _score(model, valid_batch)
+    if data.has_two_class_validation():
+        threshold_scores = _score(model, data.valid_batch)
     else:
         threshold_source = "training (validation had one class only)"
-        threshold_labels = [s.label for s in train]
-        threshold_scores = _score(model, train_batch)
+        threshold_labels = [s.label for s in data.train]
+        threshold_scores = _score(model, data.train_batch)
     threshold = best_f1_threshold(threshold_labels, threshold_scores)
-    novelty = fit_novelty(store, encoder, normal_seqs, normal_only)
+    model_threshold = None
+    novelty = fit_novelty(data.store, data.encoder, data.normal_history, normal_only)
     if normal_only:
         model_threshold = normal_fpr_threshold(threshold, valid, threshold_scores, threshold_labels)
-        combined = combined_scores(novelty, model_threshold, threshold_scores, [list(s.lines) for s in valid], store,
-                                   encoder) if threshold_source == "validation" else None
+        combined = combined_scores(novelty, model_threshold, threshold_scores, [list(s.lines) for s in valid],
+                                   data.store, data.encoder) if threshold_source == "validation" else None
 
-    baseline = TemplateCountBaseline(store.vocab_size).fit([f.template_ids for f in train_batch.sequences],
-                                                           [s.label for s in train], seed=tc.seed)
+    baseline = TemplateCountBaseline(data.store.vocab_size).fit(
+        [f.template_ids for f in data.train_batch.sequences], [s.label for s in data.train], seed=config.training.seed)
     metrics = {
-        "train_sequences": len(train), "train_anomalies": int(sum(s.label for s in train)),
-        "valid_sequences": len(valid), "templates": len(store), "categories": categories,
+        "train_sequences": len(data.train), "train_anomalies": int(sum(s.label for s in data.train)),
+        "valid_sequences": len(valid), "templates": len(data.store), "categories": data.categories,
         "threshold_source": threshold_source, "history": history,
         "valid": binary_metrics(threshold_labels, threshold_scores, threshold),
     }
-    if valid_batch:
-        base_scores = baseline.predict_proba([f.template_ids for f in valid_batch.sequences])
+    if data.valid_batch:
+        base_scores = baseline.predict_proba([f.template_ids for f in data.valid_batch.sequences])
         metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
     metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
-    metrics["left_out_rare"] = left_out_rare
+    metrics["left_out_rare"] = data.left_out_rare
     gate = None
-    if not normal_only and valid_batch and threshold_source == "validation":
+    if not normal_only and data.valid_batch and threshold_source == "validation":
         gate, metrics["count_gate"] = choose_count_gate(threshold_scores, threshold, base_scores, valid_labels)
         if gate:
             metrics["valid_model_only"] = metrics["valid"]
@@ -306,21 +369,27 @@ def train_small(
             metrics["valid"] = binary_metrics(threshold_labels, combined, 0.5)
             check_not_degenerate(metrics["valid"], threshold_labels)
         threshold = 0.5
+    return _Thresholds(threshold, model_threshold, gate, metrics, novelty, baseline)
 
-    out = Path(out_dir)
+
+def _save(out: Path, model, moe_config, data: _Prepared, chosen: _Thresholds, config: PluginConfig,
+          normal_only: bool) -> Path:
+    from safetensors.torch import save_file
+
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     moe_config.save(out / "config.json")
-    store.save(out / "templates.json")
-    encoder.save_cache(out)
-    write_json(out / "baseline.json", baseline.to_dict())
-    write_json(out / "metrics.json", metrics)
-    write_json(out / NOVELTY_FILE, novelty.to_dict())
+    data.store.save(out / "templates.json")
+    data.encoder.save_cache(out)
+    write_json(out / "baseline.json", chosen.baseline.to_dict())
+    write_json(out / "metrics.json", chosen.metrics)
+    write_json(out / NOVELTY_FILE, chosen.novelty.to_dict())
     plugin = config_to_dict(config)
+    model_threshold, gate = chosen.model_threshold, chosen.gate
     write_json(out / DETECTOR_FILE, {
         "format_version": 1,
         "plugin_version": __version__,
-        "threshold": threshold,
+        "threshold": chosen.threshold,
         "model_version": f"{out.name}-{weights_digest(out / 'model.safetensors')}",
         "templates": plugin["templates"],
         "encoder": plugin["encoder"],
@@ -330,7 +399,7 @@ def train_small(
         **({"novelty": {"file": NOVELTY_FILE, "model_threshold": model_threshold}} if normal_only else {}),
         **({"count_gate": {"mode": gate, "file": "baseline.json", "model_threshold": model_threshold}} if gate else {}),
     })
-    return TrainOutcome(out, metrics)
+    return out
 
 
 def normal_history(train: list[LogSequence], valid: Optional[list[LogSequence]], normal_only: bool) -> list[LogSequence]:

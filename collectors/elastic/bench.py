@@ -67,9 +67,9 @@ def run_annotate_bench(*, url: str, data_path: str, model_dir: Optional[str] = N
     from collectors.elastic.setup import index_template_name, setup_cluster
     from collectors.scoring import local_scorer
     from logllm_plugin.detector import load_detector
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
-    sequences, _ = load_sequences(data_path)
+    sequences, _ = load_input(data_path)
     client = connect(url)
     stamp = time.strftime("%Y%m%d%H%M%S")
     indexes = {"warmup": f"logllm-bench-{stamp}-warmup", "baseline": f"logllm-bench-{stamp}-baseline",

@@ -72,8 +72,8 @@ def sequence_ids(client, index: str, query: dict[str, Any], max_sequences: int, 
     return sorted(str(b["key"]) for b in buckets)
 
 
-def read_sequences(client, index: str, ids: list[str], message_field: str,
-                   field: str = SEQUENCE_ID) -> list[list[str]]:
+def lines_of_sequences(client, index: str, ids: list[str], message_field: str,
+                       field: str = SEQUENCE_ID) -> list[list[str]]:
     """Each sequence's lines in position order, read whole (not only the documents the query hit)."""
     client.refresh(index)
     lines: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}

@@ -2,7 +2,7 @@
 
 Documents matching a query and/or a time range are read with a sliced point in time (slices in
 parallel threads), ordered by time, and grouped into sequences by key exactly as files are
-(`sequences_from_records`). A label field marks anomalous lines (1/true/"anomalous"...); a sequence
+(`group_records`). A label field marks anomalous lines (1/true/"anomalous"...); a sequence
 is anomalous when any of its lines is.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from collectors.elastic.fields import TIMESTAMP, get_field
 from logllm_plugin.records import LogRecord, LogSequence
-from logllm_plugin.sequencer import SequencerConfig, sequences_from_records
+from logllm_plugin.sequencer import SequencerConfig, group_records
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def read_history(client, spec: HistoryQuery, sequencer: Optional[SequencerConfig
                                  key="|".join(str(v) for v in values if v is not None) or None,
                                  timestamp_s=time_ms / 1000.0 if isinstance(time_ms, (int, float)) else None,
                                  label=line_label(get_field(source, spec.label_field)) if spec.label_field else None))
-    sequences = list(sequences_from_records(records, sequencer))
+    sequences = list(group_records(records, sequencer))
     logger.info("%s: %d documents → %d sequences", spec.index, len(records), len(sequences))
     return sequences
 

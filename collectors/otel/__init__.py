@@ -1,7 +1,7 @@
 """OpenTelemetry integration: the SDK log-record processor and the OTLP bridge for the Collector.
 
-    from collectors.otel import LogLLMProcessor
+    from collectors.otel import LogLLMProcessor, ProcessorConfig
 """
-from collectors.otel.processor import LogLLMProcessor
+from collectors.otel.processor import LogLLMProcessor, ProcessorConfig
 
-__all__ = ["LogLLMProcessor"]
+__all__ = ["LogLLMProcessor", "ProcessorConfig"]

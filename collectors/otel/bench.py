@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as svc_g
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
+from logllm_plugin.sequencer import SequencerConfig
 
 
 class _Downstream(svc_grpc.LogsServiceServicer):
@@ -115,7 +116,7 @@ def run_bridge_bench(*, lines: list[str], records: int = 20_000, batch: int = 50
     cache.hits = cache.misses = 0
     with tempfile.TemporaryDirectory() as spool:
         bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{downstream_b.port}", scorer=scorer,
-                            spool_dir=spool, idle_s=idle_s)
+                            spool_dir=spool, sequencer=SequencerConfig(idle_s=idle_s))
         bridge.start()
         results["bridge_s"] = _drive(bridge.port, requests, downstream_b, records, 600)
         bridge.stop()

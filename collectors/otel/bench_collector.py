@@ -20,11 +20,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from typing import Optional
 
 from collectors.otel.bench import _Downstream, _drive, _requests
 from collectors.otel.collector_process import CollectorProcess, build_collector, free_port
+from logllm_plugin.sequencer import SequencerConfig
 
 
 def _collector_config(otlp_port: int, out_port: int, health_port: int, processors: list[str], server: str,
@@ -126,7 +126,7 @@ def run_collector_bench(*, lines: list[str], records: int = 20_000, batch: int =
             scorer = remote_scorer(target)
             with tempfile.TemporaryDirectory() as spool:
                 bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{downstream.port}", scorer=scorer,
-                                    spool_dir=spool, idle_s=idle_s)
+                                    spool_dir=spool, sequencer=SequencerConfig(idle_s=idle_s))
                 bridge.start()
                 try:
                     bridge_s = _drive(bridge.port, requests, downstream, records, 600)

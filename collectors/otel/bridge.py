@@ -142,10 +142,7 @@ class OtlpBridge:
         forward: str,
         scorer: Scorer,
         spool_dir: str | Path,
-        key_attributes: Sequence[str] = ("service.name",),
-        max_lines: int = 15,
-        idle_s: float = 2.0,
-        max_age_s: float = 30.0,
+        sequencer: Optional[SequencerConfig] = None,
         score_timeout_s: float = 5.0,
         spool_max_bytes: int = 256 << 20,
         max_request_bytes: int = 16 << 20,
@@ -158,9 +155,7 @@ class OtlpBridge:
         self._http = None
         self._scorer = scorer
         self.spool = Spool(spool_dir, max_bytes=spool_max_bytes)
-        self._sequencer = Sequencer(SequencerConfig(
-            max_lines=max_lines, min_lines=min(6, max_lines), idle_s=idle_s, max_age_s=max_age_s,
-            key_attributes=tuple(key_attributes)))
+        self._sequencer = Sequencer(sequencer or SequencerConfig())  # trace id, else its key_attributes
         self._score_timeout_s = score_timeout_s
         self._max_request_bytes = max_request_bytes
         self._tick_s = tick_s

@@ -16,6 +16,7 @@ worker thread) are passed on untouched, never scored, so it cannot feed on itsel
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import queue
@@ -57,6 +58,25 @@ class ProcessorStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class ProcessorConfig:
+    """How the processor groups records and how long a record may wait.
+
+    `sequencer` is the same settings object every integration takes (trace id first, then its
+    `key_attributes`); its `idle_s` and `max_age_s` are capped at half of `latency_budget_s` so the
+    other half is left for scoring.
+    """
+
+    sequencer: SequencerConfig = field(default_factory=SequencerConfig)
+    latency_budget_s: float = 5.0
+    max_queue_records: int = 10_000  # records waiting for the worker; beyond, they pass on `rejected`
+    tick_s: float = 0.05  # how often the worker closes idle sequences
+
+    def __post_init__(self) -> None:
+        if self.latency_budget_s <= 0 or self.max_queue_records < 1 or self.tick_s <= 0:
+            raise ValueError("latency_budget_s and tick_s must be > 0, max_queue_records >= 1")
+
+
 class LogLLMProcessor(LogRecordProcessor):
     def __init__(
         self,
@@ -67,33 +87,27 @@ class LogLLMProcessor(LogRecordProcessor):
         scorer: Optional[Scorer] = None,
         token: Optional[str] = None,
         tls_ca=None,
-        key_attributes: Sequence[str] = ("service.name",),
-        max_lines: int = 15,
-        idle_s: float = 2.0,
-        max_age_s: float = 30.0,
-        latency_budget_s: float = 5.0,
-        max_queue_records: int = 10_000,
-        max_open_sequences: int = 10_000,
-        tick_s: float = 0.05,
+        config: Optional[ProcessorConfig] = None,
     ):
-        if latency_budget_s <= 0 or max_queue_records < 1 or tick_s <= 0:
-            raise ValueError("latency_budget_s and tick_s must be > 0, max_queue_records >= 1")
+        """Scores through `target` (the inference server(s)), a detector from `model_dir` in this
+        process, or any `scorer`; `config` says how records become sequences and how long they may wait."""
+        config = config or ProcessorConfig()
         if sum(x is not None for x in (target, scorer)) > 1 or (model_dir and (target or scorer)):
             raise ValueError("give one of target, model_dir or scorer")
         self._downstream = downstream
         self._scorer = scorer or (remote_scorer(target, token=token, tls_ca=tls_ca) if target
                                   else local_scorer(model_dir))
-        self.latency_budget_s = latency_budget_s
+        self.config = config
+        self.latency_budget_s = config.latency_budget_s
         # Half the budget for waiting on more lines, half for scoring.
-        hold_s = latency_budget_s / 2
-        self._sequencer = Sequencer(SequencerConfig(
-            max_lines=max_lines, min_lines=min(6, max_lines), idle_s=min(idle_s, hold_s),
-            max_age_s=min(max_age_s, hold_s), max_open_sequences=max_open_sequences,
-            key_attributes=tuple(key_attributes)))
-        self._queue: queue.Queue = queue.Queue(max_queue_records)
+        hold_s = config.latency_budget_s / 2
+        self._sequencer = Sequencer(dataclasses.replace(
+            config.sequencer, idle_s=min(config.sequencer.idle_s, hold_s),
+            max_age_s=min(config.sequencer.max_age_s, hold_s)))
+        self._queue: queue.Queue = queue.Queue(config.max_queue_records)
         self._held: dict[int, _Held] = {}
         self._ids = itertools.count(1)
-        self._tick_s = tick_s
+        self._tick_s = config.tick_s
         self.stats = ProcessorStats()
         self._warned_full_record = False
         self._stop = threading.Event()

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from logllm_plugin.analyzers.base import AnalysisItem, EvidenceLine, Explanation
 from logllm_plugin.analyzers.knowledge_base import KnowledgeBaseAnalyzer
-from logllm_plugin.privacy import PersonalDataMasker
+from logllm_plugin.personal_data import PersonalDataMasker
 from logllm_plugin.records import Verdict
 
 logger = logging.getLogger(__name__)

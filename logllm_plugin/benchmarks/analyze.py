@@ -24,7 +24,7 @@ from logllm_plugin.records import LogSequence, Verdict
 
 def padded_items(sequences: Sequence[LogSequence], n: int, lines: int) -> tuple[list[AnalysisItem], list[str]]:
     """(items, labeled categories): the first `n` anomalies, each preceded by normal lines up to `lines` lines."""
-    from logllm_plugin.privacy import PersonalDataMasker
+    from logllm_plugin.personal_data import PersonalDataMasker
     from trainers.llm_data import evidence_indexes
 
     masker = PersonalDataMasker()

@@ -44,7 +44,7 @@ class Labeled:
 
 def personal_data_in(explanation: Explanation, masker=None) -> bool:
     """True when any text of the explanation holds something the personal-data masker would mask."""
-    from logllm_plugin.privacy import PersonalDataMasker
+    from logllm_plugin.personal_data import PersonalDataMasker
 
     masker = masker or PersonalDataMasker()
     texts = [explanation.category, explanation.summary, explanation.suggestion, *(e.line for e in explanation.evidence)]
@@ -65,7 +65,7 @@ def is_complete(explanation: Explanation) -> bool:
 def score_explanations(explanations: Sequence[Explanation], labeled: Sequence[Labeled],
                        seconds: Sequence[float]) -> dict[str, Any]:
     """The figures of one analyzer over the items (see the module docstring)."""
-    from logllm_plugin.privacy import PersonalDataMasker
+    from logllm_plugin.personal_data import PersonalDataMasker
 
     if len(explanations) != len(labeled) or len(seconds) != len(labeled) or not labeled:
         raise ValueError("one explanation and one time per labeled item, and at least one item")

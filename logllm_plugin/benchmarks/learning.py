@@ -10,7 +10,7 @@ Measured in the same run, on the same normal history:
 * the label-free novelty rule: a sequence is anomalous when it holds a masked line, or a pair of
   consecutive masked lines, that the history never had (DeepLog's idea without the LSTM).
 
-Splits: the data's own `split` field (train/test) when it has one, else chronological (file
+Splits: the data's own `split` field (train/test, or train_normal → test_*) when it has one, else chronological (file
 order) at `--train-fraction`.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -32,10 +33,23 @@ from logllm_plugin.records import LogSequence
 BATCH = 64
 
 
+class ServerRefused(Exception):
+    """The learning server answered a request with an error: the data does not fit its limits."""
+
+
+def _error_text(exc) -> str:
+    try:
+        return json.loads(exc.read()).get("error", "")
+    except (ValueError, OSError, AttributeError):
+        return str(exc)
+
+
 def split_parts(sequences: list[LogSequence], train_fraction: float) -> tuple[list[LogSequence], list[LogSequence], str]:
-    named = {s.split for s in sequences}
-    if {"train", "test"} <= named:
-        return [s for s in sequences if s.split == "train"], [s for s in sequences if s.split == "test"], "split field"
+    # train/test, or a normal-only split's train_normal / test_normal + test_abnormal (OpenStack's)
+    train = [s for s in sequences if (s.split or "").startswith("train")]
+    test = [s for s in sequences if (s.split or "").startswith("test")]
+    if train and test:
+        return train, test, "split field"
     cut = int(round(len(sequences) * train_fraction))
     return sequences[:cut], sequences[cut:], f"chronological {train_fraction:.0%}/{1 - train_fraction:.0%}"
 
@@ -113,7 +127,11 @@ class LearningServer:
         verdicts: list[dict] = []
         for start in range(0, len(sequences), BATCH):
             chunk = [list(s) for s in sequences[start : start + BATCH]]
-            verdicts.extend(self._call("POST", "/v1/detect", {"sequences": chunk})["verdicts"])
+            try:
+                verdicts.extend(self._call("POST", "/v1/detect", {"sequences": chunk})["verdicts"])
+            except urllib.error.HTTPError as exc:
+                raise ServerRefused(f"the server refused sequences {start}-{start + len(chunk) - 1} (HTTP "
+                                    f"{exc.code}): {_error_text(exc)}") from None
         return verdicts
 
     def feedback(self, sequences: Sequence[Sequence[str]], label: str) -> dict:
@@ -163,9 +181,9 @@ def history_of(train: list[LogSequence], contamination: float, seed: int) -> lis
 def run_learning_bench(data_path: str, *, train_fraction: float = 0.7, contamination: float = 0.0,
                        threads: Optional[int] = 1, timeout_s: float = 1800, reference: bool = True,
                        seed: int = 0, progress: Callable[[str], None] = lambda m: None) -> dict:
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
-    sequences, _ = load_sequences(data_path)
+    sequences, _ = load_input(data_path)
     train, test, protocol = split_parts(sequences, train_fraction)
     test = [s for s in test if s.label is not None]
     history = history_of(train, contamination, seed)
@@ -236,10 +254,10 @@ def run_drift_bench(data_path: str, *, train_fraction: float = 0.7, threads: Opt
     traffic, wait for the scheduled retrain, measure again."""
     from collections import Counter
 
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
     from logllm_plugin.templates import TemplateStore
 
-    sequences, _ = load_sequences(data_path)
+    sequences, _ = load_input(data_path)
     train, test, protocol = split_parts(sequences, train_fraction)
     test = [s for s in test if s.label is not None]
     history = [s for s in train if s.label == 0]

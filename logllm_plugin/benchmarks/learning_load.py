@@ -69,9 +69,9 @@ def run_retrain_load_bench(data_path: str, *, train_fraction: float = 0.7, threa
                            baseline_sequences: int = 8192, full_history: bool = False, timeout_s: float = 1800,
                            progress: Callable[[str], None] = lambda m: None) -> dict:
     from logllm_plugin.config import load_config
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
-    sequences, _ = load_sequences(data_path)
+    sequences, _ = load_input(data_path)
     train, test, protocol = split_parts(sequences, train_fraction)
     history = [s.lines for s in train if s.label == 0]
     traffic = [s.lines for s in test if s.label == 0] or history

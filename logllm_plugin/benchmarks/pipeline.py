@@ -46,13 +46,13 @@ def _drain3_pass(lines: list[str]) -> float:
 
 
 def _pipeline_pass(detector, data_path: str, batch: int, read_kwargs: dict) -> tuple[float, int, int]:
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
     # Each pass judges the data afresh: repeats *within* it are served from the verdict cache
     # (as in a long-running stream), a previous pass's verdicts are not.
     detector.verdict_cache.clear()
     start = time.perf_counter()
-    sequences, _ = load_sequences(data_path, **read_kwargs)
+    sequences, _ = load_input(data_path, **read_kwargs)
     anomalous = 0
     for i in range(0, len(sequences), batch):
         anomalous += sum(v.label == "anomalous" for v in detector.detect(sequences[i : i + batch]))
@@ -63,10 +63,10 @@ def run_pipeline_bench(*, model_dir: Optional[str], data_path: str, repeat: int 
                        latency_samples: int = 300, read_kwargs: Optional[dict] = None, storm: bool = False,
                        progress: Callable[[str], None] = lambda _: None) -> dict:
     from logllm_plugin.detector import load_detector
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
     read_kwargs = read_kwargs or {}
-    sequences, report = load_sequences(data_path, **read_kwargs)
+    sequences, report = load_input(data_path, **read_kwargs)
     lines = [line for s in sequences for line in s.lines]
     if not lines:
         raise ValueError(f"{data_path}: no log lines to measure")

@@ -189,7 +189,7 @@ def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requ
                      concurrency_levels: list[int], max_batch: int = 64, max_wait_ms: float = 5.0,
                      threads: Optional[int] = None, client: str = "auto",
                      progress: Callable[[str], None] = lambda m: None) -> dict:
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {', '.join(CLIENTS)}, not {client!r}")
@@ -200,7 +200,7 @@ def run_server_bench(*, model_dir: Optional[str], data_path: Optional[str], requ
     client = "ghz" if ghz else ("process" if client == "auto" else client)
     modes = {"on": (max_batch, max_wait_ms), "off": BATCHING_OFF}
     path = data_path or str(DEFAULT_DATA)
-    sequences = [s.lines for s in load_sequences(path)[0]]
+    sequences = [s.lines for s in load_input(path)[0]]
     cores = _cpu_count()
     runs, rss = [], {}
     for mode, (batch, wait) in modes.items():
@@ -269,7 +269,7 @@ def _cpu_count() -> int:
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--drive":
     # The `process` client: python -m logllm_plugin.benchmarks.server --drive TARGET DATA CONCURRENCY TOTAL
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
     _target, _data, _level, _total = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    print(json.dumps(_drive(_target, [s.lines for s in load_sequences(_data)[0]], _level, _total)))
+    print(json.dumps(_drive(_target, [s.lines for s in load_input(_data)[0]], _level, _total)))

@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from logllm_plugin.data.ceiling import conflict_stats
-from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequences
+from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequence_file
 from logllm_plugin.records import LogSequence
 from logllm_plugin.templates import TemplateStore
 
@@ -71,7 +71,7 @@ def load_parts(paths: Sequence[str]) -> tuple[list[Part], list[tuple[str, ReadRe
             raise InputError(f"{path} holds {fmt} input, not sequences: convert it first "
                              f"(logllm-plugin data convert --from ... --to sequences)")
         report = ReadReport()
-        parts.append(Part(path.stem, list(read_sequences(path, fmt, report)), report))
+        parts.append(Part(path.stem, list(read_sequence_file(path, fmt, report)), report))
         reports.append((str(path), report))
     if len(parts) == 1 and any(s.split for s in parts[0].sequences):
         only = parts[0]

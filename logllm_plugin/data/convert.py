@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from logllm_plugin.readers import (InputError, ReadReport, detect_format, is_structured_csv, loghub_label,
-                                   parse_label, read_records, read_sequences, read_structured_csv)
+                                   parse_label, read_records, read_sequence_file, read_structured_csv)
 from logllm_plugin.records import LogRecord, LogSequence
-from logllm_plugin.sequencer import SequencerConfig, sequences_from_records
+from logllm_plugin.sequencer import SequencerConfig, group_records
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _group(records: Iterable[LogRecord], opts: ConvertOptions, stem: str) -> lis
     if opts.window is not None:
         config = SequencerConfig(max_lines=opts.window, min_lines=min(6, opts.window), idle_s=_NEVER,
                                  max_age_s=_NEVER, max_open_sequences=1)
-        sequences = list(sequences_from_records(_windowed(records), config))
+        sequences = list(group_records(_windowed(records), config))
         for n, seq in enumerate(sequences):
             seq.id, seq.key = f"{stem}-w{n:06d}", None
         return sequences
@@ -139,7 +139,7 @@ def _group(records: Iterable[LogRecord], opts: ConvertOptions, stem: str) -> lis
         records = _keyed_by_field(records, opts.key_field)
     config = SequencerConfig(max_lines=opts.max_lines or 1_000_000, min_lines=1, idle_s=opts.idle_s or _NEVER,
                              max_age_s=_NEVER, max_open_sequences=10_000_000)
-    return list(sequences_from_records(records, config))
+    return list(group_records(records, config))
 
 
 def _strictness(report: ReadReport, path: str, lenient: bool) -> None:
@@ -167,7 +167,7 @@ def convert(path: str, opts: ConvertOptions) -> ConvertResult:
     report = ReadReport()
     stem = "stdin" if path == "-" else Path(path).stem
     if opts.source == "seed-json":
-        sequences = list(read_sequences(path, None if path == "-" else detect_format(path), report))
+        sequences = list(read_sequence_file(path, None if path == "-" else detect_format(path), report))
     elif opts.source == "loghub" and is_structured_csv(path):
         records = read_structured_csv(path, key_regex=opts.key_regex, report=report)
         sequences = _group(records, opts, stem)

@@ -1,4 +1,4 @@
-"""Writing sequence JSONL: the format `readers.read_sequences` reads back field for field."""
+"""Writing sequence JSONL: the format `readers.read_sequence_file` reads back field for field."""
 from __future__ import annotations
 
 import json

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from logllm_plugin.masking import MASKS, LineMasker
+from logllm_plugin.variable_masks import MASKS, LineMasker
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from logllm_plugin.artifacts import ModelDirError
 from logllm_plugin.config import PluginConfig
 from logllm_plugin.learning.feedback import FeedbackStore, sequence_signature
 from logllm_plugin.learning.model_store import ModelStore
-from logllm_plugin.privacy import PersonalDataMasker
+from logllm_plugin.personal_data import PersonalDataMasker
 from logllm_plugin.records import LogSequence, Verdict
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class VersionedDetector:
         self.models = ModelStore(self.directory, keep=self.learning.keep_versions, create=create)
         self.feedback = FeedbackStore(self.directory, self.learning.feedback_max_entries, self.learning.feedback_ttl_s,
                                       max_lines=config.server.max_lines_per_sequence)
-        self._privacy = personal_data_masker(config)
+        self._personal_data = personal_data_masker(config)
         self._masked: dict[str, str] = {}
         self._current = None  # a Detector; replaced whole, read once per call: swaps fall between calls
         self._version: Optional[str] = None
@@ -208,7 +208,7 @@ class VersionedDetector:
         """The personal-data masked form of a line: what the history keeps and the model scores."""
         hit = self._masked.get(line)
         if hit is None:
-            hit = self._privacy.mask(line)
+            hit = self._personal_data.mask(line)
             if len(self._masked) >= MASK_CACHE_LINES:
                 self._masked.clear()
             self._masked[line] = hit
@@ -258,7 +258,7 @@ def record_feedback(directory: str | Path, config: PluginConfig, sequences: Sequ
     if not (Path(directory) / "models").is_dir():
         raise FileNotFoundError(f"{directory} is not a learner's directory (no models/ in it): "
                                 "give the DIR of `serve --learn` or `es annotate --learn`")
-    privacy = personal_data_masker(config)
+    personal_data = personal_data_masker(config)
     store = FeedbackStore(directory, config.learning.feedback_max_entries, config.learning.feedback_ttl_s,
                           max_lines=config.server.max_lines_per_sequence)
-    return store.add([[privacy.mask(str(line)) for line in seq] for seq in sequences], label)
+    return store.add([[personal_data.mask(str(line)) for line in seq] for seq in sequences], label)

@@ -12,9 +12,10 @@ from typing import Any, Optional, Sequence
 
 from logllm_plugin import __version__
 from logllm_plugin.config import ServerConfig
-from logllm_plugin.records import Verdict
+from logllm_plugin.records import LogSequence, Verdict
 from logllm_plugin.serving.batcher import DynamicBatcher
 from logllm_plugin.serving.metrics import ServerMetrics
+from logllm_plugin.sequencer import CLOSE_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class SequenceIn:
     lines: list[str]
     id: str = ""
     key: str = ""
+    closed_by: str = ""  # the sender's sequencer's reason (CLOSE_REASONS), or empty
     # Filled by `InferenceCore.submit`: the positions of the lines that are scored (empty and
     # whitespace-only lines are skipped, as the file readers skip them) and how many were skipped.
     kept: Optional[list[int]] = None
@@ -69,6 +71,8 @@ def validate(sequences: Sequence[SequenceIn], limits: ServerConfig) -> None:
         if all(isinstance(line, str) and is_blank(line) for line in seq.lines):
             raise InvalidRequest(f"sequence {n} ({seq.id or 'no id'}) has only empty or whitespace-only lines; "
                                  "they are skipped, so nothing is left to score")
+        if seq.closed_by and seq.closed_by not in CLOSE_REASONS:
+            raise InvalidRequest(f"sequence {n}: closed_by {seq.closed_by[:40]!r} is not one of {', '.join(CLOSE_REASONS)}")
         if len(seq.lines) > limits.max_lines_per_sequence:
             raise InvalidRequest(f"sequence {n} has {len(seq.lines)} lines; the limit is {limits.max_lines_per_sequence}")
         for k, line in enumerate(seq.lines):
@@ -76,6 +80,13 @@ def validate(sequences: Sequence[SequenceIn], limits: ServerConfig) -> None:
                 raise InvalidRequest(f"sequence {n} line {k} is not a string")
             if len(line) > limits.max_line_bytes or len(line.encode("utf-8", "surrogatepass")) > limits.max_line_bytes:
                 raise InvalidRequest(f"sequence {n} line {k} is longer than {limits.max_line_bytes} bytes")
+
+
+def _scored_part(seq: SequenceIn):
+    """The lines to score; with the sender's close reason, as a LogSequence so that a learner keeps
+    it with its history (a detector takes either)."""
+    lines = [seq.lines[k] for k in seq.kept]
+    return LogSequence(id=seq.id, lines=lines, closed_by=seq.closed_by) if seq.closed_by else lines
 
 
 def resolve_dtype(requested: str, device_type: str) -> str:
@@ -145,7 +156,7 @@ class InferenceCore:
         skipped = sum(s.skipped_empty for s in sequences)
         if skipped:
             self.metrics.skipped_empty_lines.inc(skipped)
-        return self.batcher.submit([[s.lines[k] for k in s.kept] for s in sequences], deadline)
+        return self.batcher.submit([_scored_part(s) for s in sequences], deadline)
 
     def finish(self, sequences: Sequence[SequenceIn], verdicts: Sequence[Verdict]) -> list[VerdictOut]:
         out = []

@@ -99,7 +99,7 @@ class InferenceServicer:
     def _detect(self, request, context) -> pb.DetectResponse:
         if isinstance(request, _Malformed):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-        sequences = [SequenceIn(list(s.lines), s.id, s.key) for s in request.sequences]
+        sequences = [SequenceIn(list(s.lines), s.id, s.key, s.closed_by) for s in request.sequences]
         wait_s = self.core.timeout_for(context.time_remaining())
         try:
             future = self.core.submit(sequences, time.monotonic() + wait_s)

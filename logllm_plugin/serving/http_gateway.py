@@ -49,12 +49,13 @@ def parse_detect_body(body: bytes) -> list[SequenceIn]:
         raise HttpError(400, '"sequences" must be a list')
     out = []
     for n, item in enumerate(raw):
-        seq_id, key, lines = "", "", item
+        seq_id, key, lines, closed_by = "", "", item, ""
         if isinstance(item, dict):
             seq_id, key, lines = str(item.get("id", "")), str(item.get("key", "")), item.get("lines")
+            closed_by = str(item.get("closed_by") or "")
         if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
             raise HttpError(400, f"sequence {n}: lines must be a list of strings")
-        out.append(SequenceIn(lines, seq_id, key))
+        out.append(SequenceIn(lines, seq_id, key, closed_by))
     return out
 
 

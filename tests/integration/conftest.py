@@ -18,6 +18,7 @@ class GatedDetector:
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.seen: list[list[str]] = []
+        self.closed_by: list = []  # parallel to seen: the reason a LogSequence carried, else None
         self._warmed = False
 
     def __getattr__(self, name):
@@ -32,15 +33,16 @@ class GatedDetector:
             self.entered.set()
             self.gate.wait(30)
         self._warmed = True
-        self.seen.extend(list(s) for s in sequences)
+        self.seen.extend(list(getattr(s, "lines", s)) for s in sequences)
+        self.closed_by.extend(getattr(s, "closed_by", None) for s in sequences)
         return self._detector.detect(sequences)
 
 
 @pytest.fixture(scope="session")
 def seed_sequences():
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
 
-    return list(read_sequences(DATA / "seed_test.jsonl"))
+    return list(read_sequence_file(DATA / "seed_test.jsonl"))
 
 
 @pytest.fixture()

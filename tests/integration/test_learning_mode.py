@@ -105,6 +105,30 @@ def test_bad_feedback_is_answered_400_naming_the_problem(learned, body, problem)
     assert problem in json.loads(raised.value.read())["error"]
 
 
+def test_a_sequence_over_the_servers_limit_stops_the_bench_with_the_servers_reason(learned):
+    from logllm_plugin.benchmarks.learning import ServerRefused
+
+    with pytest.raises(ServerRefused, match=r"sequences 0-1 \(HTTP 400\): sequence 1 has 10001 lines; the limit is 10000"):
+        learned["server"].detect([["fits"], ["x"] * 10_001])
+
+
+def test_why_the_sender_closed_a_sequence_is_kept_with_the_history(learned):
+    """closed_by in a request (the collector processor sends its sequencer's reason) is stored with
+    the learner's history, so a sequence cut short by a time limit trains as normal; an unknown
+    reason is a 400 naming it."""
+    server = learned["server"]
+    cut = ["edge check: request accepted by the gateway", "edge check: upstream call started"]
+    server._call("POST", "/v1/detect", {"sequences": [{"id": "a", "lines": cut, "closed_by": "idle"},
+                                                      {"id": "b", "lines": cut[:1]}]})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        server._call("POST", "/v1/detect", {"sequences": [{"lines": ["x"], "closed_by": "tired"}]})
+    assert raised.value.code == 400 and "closed_by 'tired'" in json.loads(raised.value.read())["error"]
+    stored = [json.loads(line) for segment in (learned["directory"] / "history").glob("*/seg-*.jsonl")
+              for line in segment.read_text(encoding="utf-8").splitlines()]
+    edges = sorted((len(s["lines"]), s["edge"]) for s in stored if s["lines"][0].startswith("edge check"))
+    assert edges == [(1, None), (2, "idle")]
+
+
 def test_a_follower_serves_the_learners_version_and_refuses_a_corrupt_one(learned, traffic):
     directory: Path = learned["directory"]
     follower = LearningServer(directory, None, threads=1, env=FAST, mode="--follow",

@@ -15,6 +15,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 
 from collectors.otel.bridge import OtlpBridge
 from collectors.scoring import local_scorer
+from logllm_plugin.sequencer import SequencerConfig
 
 pytestmark = pytest.mark.server
 
@@ -86,10 +87,10 @@ def scorer(seed_model_dir):
     return local_scorer(detector=Detector.load(seed_model_dir, device="cpu"))
 
 
-def bridge_for(receiver, scorer, tmp_path, **kwargs):
-    kwargs.setdefault("idle_s", 0.5)
+def bridge_for(receiver, scorer, tmp_path, max_lines=15, idle_s=0.5, **kwargs):
     return OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}", scorer=scorer,
-                      spool_dir=tmp_path / "spool", **kwargs).start()
+                      spool_dir=tmp_path / "spool", sequencer=SequencerConfig(max_lines=max_lines, idle_s=idle_s),
+                      **kwargs).start()
 
 
 def test_records_arrive_once_annotated_and_in_order_per_key_across_requests(scorer, seed_sequences, tmp_path):

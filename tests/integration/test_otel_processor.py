@@ -1,6 +1,7 @@
 """LogLLMProcessor inside a real OpenTelemetry SDK LoggerProvider."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -11,8 +12,9 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from collectors.otel import LogLLMProcessor
+from collectors.otel import LogLLMProcessor, ProcessorConfig
 from collectors.scoring import local_scorer
+from logllm_plugin.sequencer import SequencerConfig
 from tests.integration.conftest import GatedDetector
 
 pytestmark = pytest.mark.server
@@ -25,9 +27,15 @@ def seed_detector(seed_model_dir):
     return Detector.load(seed_model_dir, device="cpu")
 
 
-def pipeline(**kwargs):
+SEQUENCER_SETTINGS = {f.name for f in dataclasses.fields(SequencerConfig)}
+
+
+def pipeline(latency_budget_s=5.0, **kwargs):
+    """A provider with the processor; sequencer settings (max_lines, idle_s, ...) go to its SequencerConfig."""
+    sequencer = SequencerConfig(**{k: kwargs.pop(k) for k in list(kwargs) if k in SEQUENCER_SETTINGS})
     exporter = InMemoryLogRecordExporter()
-    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), **kwargs)
+    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), config=ProcessorConfig(sequencer, latency_budget_s),
+                                **kwargs)
     provider = LoggerProvider(resource=Resource.create({"service.name": "checkout"}))
     provider.add_log_record_processor(processor)
     return provider, processor, exporter

@@ -72,14 +72,14 @@ def _metric(http_port: int, name: str) -> float:
 
 
 def test_sigterm_under_load_finishes_in_flight_requests_then_exits(serve_process, seed_model_dir):
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
 
     server = serve_process("--model", str(seed_model_dir), "--http-port", "0", "--grace-s", "120", "--max-queue", "100000")
     server.wait_serving()
     http_port = next(e["http_port"] for e in server.log if e["msg"] == "listening")
     target = f"127.0.0.1:{server.port}"
     # Big requests (400 sequences each) keep callers in flight for a while on this model.
-    sequences = list(read_sequences(DATA / "seed_test.jsonl")) * 2
+    sequences = list(read_sequence_file(DATA / "seed_test.jsonl")) * 2
     results, errors = {}, []
     warmed = threading.Event()
     ready = threading.Barrier(16, action=warmed.set)  # every warm-up call has finished when this trips

@@ -69,6 +69,27 @@ def test_sixteen_concurrent_clients_get_the_in_process_detectors_answers(start_s
     assert count < 16
 
 
+def test_why_the_sender_closed_a_sequence_reaches_the_detector(start_server, seed_model_dir, seed_sequences):
+    """closed_by travels with its sequence over gRPC (a learner keeps it with its history); an
+    unknown reason is INVALID_ARGUMENT naming it."""
+    from logllm_plugin.detector import Detector
+    from logllm_plugin.records import LogSequence
+
+    gated = GatedDetector(Detector.load(seed_model_dir, device="cpu"))
+    gated.gate.set()
+    server = start_server(loader=lambda: gated)
+    cut = LogSequence(id="cut", lines=seed_sequences[0].lines[:3], closed_by="age")
+    whole = LogSequence(id="whole", lines=seed_sequences[1].lines)
+    with InferenceClient(f"127.0.0.1:{server.port}") as client:
+        verdicts = client.detect([cut, whole])
+    assert [v.id for v in verdicts] == ["cut", "whole"]
+    assert list(zip(gated.closed_by, gated.seen))[-2:] == [("age", cut.lines), (None, whole.lines)]
+    bad = pb.DetectRequest(sequences=[pb.Sequence(lines=["x"], closed_by="tired")]).SerializeToString()
+    with pytest.raises(grpc.RpcError) as caught:
+        raw_detect(server.port, bad)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "closed_by 'tired'" in caught.value.details()
+
+
 def test_full_queue_answers_resource_exhausted(start_server, seed_model_dir, seed_sequences):
     from logllm_plugin.detector import Detector
 

@@ -28,6 +28,7 @@ from collectors.otel.spool import Spool, SpoolWriteError
 from tests.conftest import REPO, require
 from tests.reliability.conftest import wait_for
 from tests.reliability.test_fuzz_otlp_bridge import Receiver, attr
+from logllm_plugin.sequencer import SequencerConfig
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
@@ -75,7 +76,7 @@ def test_a_slow_downstream_pushes_back_with_unavailable_and_loses_nothing(tmp_pa
     receiver = SlowReceiver(delay_s=0.15)
     max_bytes = 6_000
     bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}", scorer=fake_scorer,
-                        spool_dir=tmp_path / "spool", spool_max_bytes=max_bytes, max_lines=5, idle_s=0.2).start()
+                        spool_dir=tmp_path / "spool", spool_max_bytes=max_bytes, sequencer=SequencerConfig(max_lines=5, idle_s=0.2)).start()
     biggest_request = len(request_for("svc-0", 0, 5, pad=40).SerializeToString()) + 20
     pushed_back, peak = [], [0]
     done = threading.Event()
@@ -124,7 +125,7 @@ def test_a_full_disk_answers_unavailable_and_nothing_is_lost_once_space_returns(
     receiver = Receiver()
     spool_dir = tmp_path / "spool"
     bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}", scorer=fake_scorer,
-                        spool_dir=spool_dir, max_lines=3, idle_s=0.2).start()
+                        spool_dir=spool_dir, sequencer=SequencerConfig(max_lines=3, idle_s=0.2)).start()
     full = spool_dir / "segment-1.log"
     full.symlink_to("/dev/full")  # the first segment the bridge opens: every write gets ENOSPC
     with grpc.insecure_channel(f"127.0.0.1:{bridge.port}") as channel:
@@ -154,7 +155,7 @@ def test_a_checkpoint_that_cannot_be_written_delays_truncation_but_not_forwardin
     receiver = Receiver()
     spool_dir = tmp_path / "spool"
     bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}", scorer=fake_scorer,
-                        spool_dir=spool_dir, max_lines=3, idle_s=0.2).start()
+                        spool_dir=spool_dir, sequencer=SequencerConfig(max_lines=3, idle_s=0.2)).start()
     bridge.spool.segment_bytes = 200  # a new segment every request or two, so truncation is visible
     (spool_dir / "committed.tmp").mkdir()  # open(..., "w") now fails with IsADirectoryError
     with grpc.insecure_channel(f"127.0.0.1:{bridge.port}") as channel:

@@ -23,12 +23,13 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from collectors.otel import LogLLMProcessor
+from collectors.otel import LogLLMProcessor, ProcessorConfig
 from collectors.otel.bridge import OtlpBridge
 from collectors.scoring import remote_scorer
 from tests.integration.test_serve_process import ServeProcess
 from tests.reliability.conftest import wait_for
 from tests.reliability.test_fuzz_otlp_bridge import Receiver, attr
+from logllm_plugin.sequencer import SequencerConfig
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
@@ -112,7 +113,7 @@ def test_processor_passes_every_record_once_while_the_server_is_killed_and_resta
     marked unavailable/timeout, and records sent after the restart are annotated again (status ok)."""
     exporter = InMemoryLogRecordExporter()
     processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), target=f"127.0.0.1:{server.port}", token=TOKEN,
-                                latency_budget_s=1.0, max_lines=5, idle_s=0.3)
+                                config=ProcessorConfig(SequencerConfig(max_lines=5, idle_s=0.3), latency_budget_s=1.0))
     provider = LoggerProvider(resource=Resource.create({"service.name": "shop"}))
     provider.add_log_record_processor(processor)
     logger = provider.get_logger("app")
@@ -149,7 +150,7 @@ def test_bridge_forwards_every_record_once_while_the_server_is_killed_and_restar
     receiver = Receiver()
     bridge = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}",
                         scorer=remote_scorer(f"127.0.0.1:{server.port}", token=TOKEN), spool_dir=tmp_path / "spool",
-                        max_lines=5, idle_s=0.3, score_timeout_s=1.0).start()
+                        sequencer=SequencerConfig(max_lines=5, idle_s=0.3), score_timeout_s=1.0).start()
     channels = {s: grpc.insecure_channel(f"127.0.0.1:{bridge.port}") for s in SERVICES}
     stubs = {s: svc_grpc.LogsServiceStub(ch) for s, ch in channels.items()}
     acknowledged = {s: 0 for s in SERVICES}

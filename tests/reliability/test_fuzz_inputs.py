@@ -14,10 +14,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from logllm_plugin.inputs import load_sequences
-from logllm_plugin.readers import InputError, ReadReport, detect_format, read_records, read_sequences
+from logllm_plugin.inputs import load_input
+from logllm_plugin.readers import InputError, ReadReport, detect_format, read_records, read_sequence_file
 from logllm_plugin.records import LogRecord
-from logllm_plugin.sequencer import Sequencer, SequencerConfig, sequences_from_records
+from logllm_plugin.sequencer import Sequencer, SequencerConfig, group_records
 from logllm_plugin.templates import NOVEL_ID, TemplateStore
 from tests.reliability.conftest import fuzz
 
@@ -102,12 +102,12 @@ def test_record_readers_account_for_every_line_or_fail_with_input_error(tmp_path
 @given(lines=st.lists(json_line.map(str.encode), min_size=1, max_size=20))
 @example(lines=[b'{"lines": ["a", ' + b"[" * DEEP + b"]" * DEEP + b"]}"])
 def test_sequence_reader_counts_every_line_as_a_sequence_or_a_skip(tmp_path_factory, lines):
-    """Promise: read_sequences on sequence_jsonl yields a sequence or counts a skip for every line,
+    """Promise: read_sequence_file on sequence_jsonl yields a sequence or counts a skip for every line,
     and raises nothing but InputError."""
     path = write(tmp_path_factory.mktemp("fuzz"), lines, "input.jsonl")
     report = ReadReport()
     try:
-        sequences = list(read_sequences(path, fmt="sequence_jsonl", report=report))
+        sequences = list(read_sequence_file(path, fmt="sequence_jsonl", report=report))
     except InputError as exc:
         assert "contains no log lines" in str(exc)
         sequences = []
@@ -130,7 +130,7 @@ def test_a_damaged_json_array_yields_its_good_items_or_an_input_error(tmp_path_f
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     report = ReadReport()
     try:
-        sequences = list(read_sequences(path, fmt="sequence_json", report=report))
+        sequences = list(read_sequence_file(path, fmt="sequence_json", report=report))
     except InputError:
         return
     assert len(sequences) == report.sequences >= 1
@@ -141,7 +141,7 @@ def test_a_damaged_json_array_yields_its_good_items_or_an_input_error(tmp_path_f
 @example(lines=[b"\xef\xbb\xbf"], max_lines=1)  # a BOM alone is an empty line
 @example(lines=[b"\x00", b"\x1c"], max_lines=1)  # NUL is text; U+001C alone is whitespace
 def test_load_sequences_puts_every_text_line_into_exactly_one_sequence_in_order(tmp_path_factory, lines, max_lines):
-    """Promise: the text path of load_sequences (reader + sequencer) keeps every non-empty line,
+    """Promise: the text path of load_input (reader + sequencer) keeps every non-empty line,
     each in exactly one sequence, in file order."""
     path = write(tmp_path_factory.mktemp("fuzz"), lines)
     # A UTF-8 byte order mark opening the file is not part of the first line.
@@ -149,7 +149,7 @@ def test_load_sequences_puts_every_text_line_into_exactly_one_sequence_in_order(
     expected = [n for n, line in enumerate(text, start=1) if not blank(line)]
     config = SequencerConfig(max_lines=max_lines, min_lines=1)
     try:
-        sequences, report = load_sequences(str(path), fmt="text", sequencer=config)
+        sequences, report = load_input(str(path), fmt="text", sequencer=config)
     except InputError:
         assert not expected
         return
@@ -236,9 +236,9 @@ def test_streaming_sequencer_emits_every_record_exactly_once_in_order_per_key(ev
 @given(keys=st.lists(st.sampled_from(["k1", "k2", None]), max_size=80),
        timestamps=st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), max_size=80))
 def test_batch_sequencing_keeps_every_record_whatever_the_timestamps(keys, timestamps):
-    """Promise: sequences_from_records (the file path) loses and duplicates no record for any mix
+    """Promise: group_records (the file path) loses and duplicates no record for any mix
     of keyed and unkeyed records and any timestamps."""
     records = [LogRecord(message=f"m{n}", key=k, timestamp_s=(timestamps[n] if n < len(timestamps) else None),
                          source_line=n) for n, k in enumerate(keys)]
-    out = list(sequences_from_records(records, SequencerConfig(max_lines=5, min_lines=1, idle_s=1, max_age_s=3)))
+    out = list(group_records(records, SequencerConfig(max_lines=5, min_lines=1, idle_s=1, max_age_s=3)))
     assert sorted(n for s in out for n in s.source_lines) == list(range(len(records)))

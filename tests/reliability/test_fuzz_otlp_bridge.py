@@ -24,6 +24,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from collectors.otel.bridge import EXPORT, OtlpBridge
 from collectors.scoring import local_scorer
 from tests.reliability.conftest import fuzz, wait_for
+from logllm_plugin.sequencer import SequencerConfig
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
@@ -64,7 +65,7 @@ def bridge(seed_model_dir, tmp_path_factory):
     receiver = Receiver()
     scorer = local_scorer(detector=Detector.load(seed_model_dir, device="cpu"))
     b = OtlpBridge(listen="127.0.0.1:0", forward=f"127.0.0.1:{receiver.port}", scorer=scorer,
-                   spool_dir=tmp_path_factory.mktemp("spool"), max_lines=5, idle_s=0.2, tick_s=0.02).start()
+                   spool_dir=tmp_path_factory.mktemp("spool"), sequencer=SequencerConfig(max_lines=5, idle_s=0.2), tick_s=0.02).start()
     b.receiver = receiver
     b.channel = grpc.insecure_channel(f"127.0.0.1:{b.port}")
     yield b

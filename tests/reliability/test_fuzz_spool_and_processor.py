@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from collectors.otel import LogLLMProcessor
+from collectors.otel import LogLLMProcessor, ProcessorConfig
 from collectors.scoring import local_scorer
 from collectors.otel.spool import Spool
 from tests.reliability.conftest import fuzz
+from logllm_plugin.sequencer import SequencerConfig
 
 pytestmark = pytest.mark.reliability
 
@@ -85,8 +86,8 @@ def test_the_processor_passes_every_odd_record_on_exactly_once_annotated(seed_sc
     """Promise: on_emit never raises for odd bodies and attributes, and after force_flush every
     record has been passed on exactly once with logllm.status ok (scored by a real model)."""
     exporter = InMemoryLogRecordExporter()
-    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), scorer=seed_scorer, max_lines=5,
-                                latency_budget_s=30, idle_s=0.2)
+    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), scorer=seed_scorer,
+                                config=ProcessorConfig(SequencerConfig(max_lines=5, idle_s=0.2), latency_budget_s=30))
     provider = LoggerProvider()
     provider.add_log_record_processor(processor)
     logger = provider.get_logger("app")
@@ -118,7 +119,7 @@ def test_a_record_at_the_sdk_attribute_limit_keeps_all_its_own_attributes(own_at
                 for n, _ in enumerate(sequences)]
 
     exporter = InMemoryLogRecordExporter()
-    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), scorer=scorer, max_lines=1)
+    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), scorer=scorer, config=ProcessorConfig(SequencerConfig(max_lines=1)))
     provider = LoggerProvider()
     provider.add_log_record_processor(processor)
     own = {f"app.{i}": i for i in range(own_attributes)}

@@ -15,10 +15,11 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from collectors.otel import LogLLMProcessor
+from collectors.otel import LogLLMProcessor, ProcessorConfig
 from logllm_plugin.proto.logllm.v1 import inference_pb2 as pb
 from logllm_plugin.records import Verdict
 from tests.reliability.conftest import wait_for
+from logllm_plugin.sequencer import SequencerConfig
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
@@ -36,8 +37,8 @@ def test_a_full_processor_queue_never_blocks_the_application_and_loses_nothing()
                 for n, _ in enumerate(sequences)]
 
     exporter = InMemoryLogRecordExporter()
-    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), scorer=stuck_scorer, max_queue_records=20,
-                                max_lines=5, latency_budget_s=60, idle_s=0.1)
+    processor = LogLLMProcessor(SimpleLogRecordProcessor(exporter), scorer=stuck_scorer, config=ProcessorConfig(
+                                    SequencerConfig(max_lines=5, idle_s=0.1), latency_budget_s=60, max_queue_records=20))
     provider = LoggerProvider()
     provider.add_log_record_processor(processor)
     logger = provider.get_logger("app")

@@ -19,10 +19,10 @@ def _generated(tmp_path, n=60):
 
 def test_padded_items_have_the_asked_length_and_point_at_the_incident_lines(tmp_path):
     from logllm_plugin.benchmarks.analyze import padded_items
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
 
     path, rows = _generated(tmp_path)
-    sequences = list(read_sequences(path))
+    sequences = list(read_sequence_file(path))
     items, categories = padded_items(sequences, 5, 20)
     anomalies = [r for r in rows if r["label"] == 1][:5]
     assert [len(i.lines) for i in items] == [max(20, len(r["lines"])) for r in anomalies]

@@ -7,7 +7,7 @@ import pytest
 
 from logllm_plugin.data.convert import ConvertOptions, convert
 from logllm_plugin.data.io import write_sequences
-from logllm_plugin.readers import InputError, read_sequences
+from logllm_plugin.readers import InputError, read_sequence_file
 from tests.conftest import DATA
 
 BGL_LIKE = [
@@ -55,7 +55,7 @@ def test_key_labels_csv_labels_keyed_sequences(tmp_path):
     labels = tmp_path / "anomaly_label.csv"
     labels.write_text("BlockId,Label\nblk_38865049064139660,Anomaly\nblk_-6952295868487656571,Normal\n")
     seqs = convert(str(DATA / "hdfs_400.log"), ConvertOptions("text", key_regex=r"blk_-?\d+",
-                                                               key_labels=str(labels))).sequences
+                                                              key_labels=str(labels))).sequences
     by_key = {s.key: s.label for s in seqs}
     assert by_key["blk_38865049064139660"] == 1 and by_key["blk_-6952295868487656571"] == 0
     assert sum(label is None for label in by_key.values()) == len(seqs) - 2
@@ -94,7 +94,7 @@ def test_written_sequences_read_back_field_for_field(tmp_path):
     seqs = convert(str(DATA / "hdfs_400.log"), ConvertOptions("text", key_regex=r"blk_-?\d+")).sequences[:20]
     seqs[0].label, seqs[0].category, seqs[0].explanation, seqs[0].line_labels = 1, "x", "why", [1]
     write_sequences(tmp_path / "out.jsonl", seqs)
-    assert list(read_sequences(tmp_path / "out.jsonl")) == [
+    assert list(read_sequence_file(tmp_path / "out.jsonl")) == [
         type(s)(**{**s.__dict__, "short": False}) for s in seqs]
 
 

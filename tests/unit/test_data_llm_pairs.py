@@ -9,9 +9,9 @@ import pytest
 from logllm_plugin.analyzers.prompt import parse_answer
 from logllm_plugin.data.generate import GenerateOptions, generate
 from logllm_plugin.data.io import write_jsonl
-from logllm_plugin.privacy import PersonalDataMasker
+from logllm_plugin.personal_data import PersonalDataMasker
 from trainers.llm_pairs import chat_rows
-from logllm_plugin.readers import read_sequences
+from logllm_plugin.readers import read_sequence_file
 from trainers.llm_data import LLMTrainingError, build_pairs
 
 
@@ -19,7 +19,7 @@ from trainers.llm_data import LLMTrainingError, build_pairs
 def sequences(tmp_path_factory):
     path = tmp_path_factory.mktemp("pairs") / "gen.jsonl"
     write_jsonl(path, generate(GenerateOptions(n=120, seed=9)))
-    return list(read_sequences(path))
+    return list(read_sequence_file(path))
 
 
 def test_one_chat_row_per_anomaly_in_train_llm_format(sequences):

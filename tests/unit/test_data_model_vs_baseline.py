@@ -10,7 +10,7 @@ import pytest
 from logllm_plugin.data.generate import GenerateOptions, generate
 from logllm_plugin.data.io import write_jsonl
 from logllm_plugin.detector import Detector
-from logllm_plugin.readers import read_sequences
+from logllm_plugin.readers import read_sequence_file
 from tests.conftest import tiny_config
 from trainers.baseline import TemplateCountBaseline
 from trainers.evaluation import binary_metrics
@@ -22,7 +22,7 @@ MIX = dict(anomaly_rate=0.4, silent_rate=0.8)  # mostly silent anomalies: the ca
 def _generated(tmp_path, name: str, n: int, seed: int):
     rows = generate(GenerateOptions(n=n, seed=seed, **MIX))
     write_jsonl(tmp_path / name, rows)
-    return list(read_sequences(tmp_path / name)), {r["id"]: r.get("anomaly_kind") for r in rows}
+    return list(read_sequence_file(tmp_path / name)), {r["id"]: r.get("anomaly_kind") for r in rows}
 
 
 @pytest.mark.slow

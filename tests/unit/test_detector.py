@@ -6,7 +6,7 @@ import pytest
 from logllm_plugin.artifacts import ModelDirError
 from logllm_plugin.detector import Detector
 from logllm_plugin.featurize import windows
-from logllm_plugin.readers import read_sequences
+from logllm_plugin.readers import read_sequence_file
 from tests.conftest import DATA
 
 
@@ -16,7 +16,7 @@ def detector(seed_model_dir):
 
 
 def test_trained_model_separates_the_held_out_seed_sample(detector):
-    test = list(read_sequences(DATA / "seed_test.jsonl"))
+    test = list(read_sequence_file(DATA / "seed_test.jsonl"))
     verdicts = detector.detect(test)
     correct = sum((v.label == "anomalous") == (s.label == 1) for v, s in zip(verdicts, test))
     assert correct / len(test) > 0.9
@@ -24,7 +24,7 @@ def test_trained_model_separates_the_held_out_seed_sample(detector):
 
 
 def test_anomalous_verdict_points_at_the_error_lines(detector):
-    normal = [s for s in read_sequences(DATA / "seed_test.jsonl") if s.label == 0][0]
+    normal = [s for s in read_sequence_file(DATA / "seed_test.jsonl") if s.label == 0][0]
     broken = list(normal.lines)
     broken.insert(3, "[2025-07-13 10:09:10.913] [api_file] [FATAL] User user_8162 no space left on device")
     verdict = detector.detect([broken])[0]
@@ -34,7 +34,7 @@ def test_anomalous_verdict_points_at_the_error_lines(detector):
 
 
 def test_long_sequences_are_scored_in_windows_taking_the_highest(detector):
-    normal = [s for s in read_sequences(DATA / "seed_test.jsonl") if s.label == 0]
+    normal = [s for s in read_sequence_file(DATA / "seed_test.jsonl") if s.label == 0]
     long_lines = [line for s in normal[:10] for line in s.lines]  # far beyond max_positions=32
     assert len(long_lines) > 100
     fault = "[2025-07-13 10:09:10.913] [api_file] [FATAL] User user_1 no space left on device"
@@ -82,7 +82,7 @@ def test_an_empty_sequence_is_rejected(detector):
 
 
 def test_repeated_sequences_are_scored_once_and_get_the_verdict_they_get_alone(detector, monkeypatch):
-    seqs = list(read_sequences(DATA / "seed_test.jsonl"))[:12]
+    seqs = list(read_sequence_file(DATA / "seed_test.jsonl"))[:12]
     alone = [detector.detect([s])[0] for s in seqs]
     detector.verdict_cache.clear()
     calls = []
@@ -102,7 +102,7 @@ def test_repeated_sequences_are_scored_once_and_get_the_verdict_they_get_alone(d
 
 
 def test_a_sequence_seen_before_is_answered_from_the_verdict_cache(detector, monkeypatch):
-    seqs = list(read_sequences(DATA / "seed_test.jsonl"))[:5]
+    seqs = list(read_sequence_file(DATA / "seed_test.jsonl"))[:5]
     detector.verdict_cache.clear()
     first = detector.detect(seqs)
     calls = []
@@ -152,7 +152,7 @@ def test_model_calls_cut_to_fewer_padded_lines_give_the_same_verdicts(detector, 
     batch is cut changes no verdict (the README's "speed-ups that change no verdict")."""
     import logllm_plugin.detector as detector_module
 
-    seqs = list(read_sequences(DATA / "seed_test.jsonl"))[:40]
+    seqs = list(read_sequence_file(DATA / "seed_test.jsonl"))[:40]
     detector.verdict_cache.clear()
     whole = detector.detect(seqs)
     real, chunks = detector_module._chunks_by_tokens, []
@@ -172,7 +172,7 @@ def test_model_calls_cut_to_fewer_padded_lines_give_the_same_verdicts(detector, 
 
 def _faulty_seed_sequences(count: int = 12):
     fault = "[2025-07-13 10:09:10.913] [api_file] [FATAL] User user_8162 no space left on device"
-    normal = [s for s in read_sequences(DATA / "seed_test.jsonl") if s.label == 0][:count]
+    normal = [s for s in read_sequence_file(DATA / "seed_test.jsonl") if s.label == 0][:count]
     out = []
     for k, seq in enumerate(normal):
         lines = list(seq.lines)

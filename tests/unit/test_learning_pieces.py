@@ -235,3 +235,20 @@ def test_corrections_go_to_the_trainer_with_their_labels_and_enough_weight_to_co
     assert by_lines == {(("a", "b"), 0): 1, (("a", "c"), 0): 1, (("x", "y"), 0): FEEDBACK_COPIES,
                         (("boom",), 1): FEEDBACK_COPIES}
     assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_bench_learn_takes_a_normal_only_split_field_as_history_and_test():
+    from logllm_plugin.benchmarks.learning import split_parts
+    from logllm_plugin.records import LogSequence
+
+    def seq(n, split):
+        return LogSequence(id=str(n), lines=[f"line {n}"], split=split, label=int(split == "test_abnormal"))
+
+    rows = [seq(0, "train_normal"), seq(1, "test_abnormal"), seq(2, "train_normal"), seq(3, "test_normal")]
+    history, test, protocol = split_parts(rows, 0.7)
+    assert [s.id for s in history] == ["0", "2"] and [s.id for s in test] == ["1", "3"]
+    assert protocol == "split field"
+    # without a split field: the file order at the fraction
+    plain = [seq(n, None) for n in range(10)]
+    history, test, protocol = split_parts(plain, 0.7)
+    assert [s.id for s in history] == [str(n) for n in range(7)] and protocol.startswith("chronological")

@@ -1,7 +1,6 @@
 """tiny-qwen, supervised pairs, LoRA training on CPU, adapter/merge round trip, method errors."""
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
@@ -17,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny_dir and one_thread: t
 
 @pytest.fixture(scope="module")
 def seed_sequences():
-    from logllm_plugin.inputs import load_sequences
+    from logllm_plugin.inputs import load_input
 
-    sequences, _ = load_sequences(str(DATA / "seed_train.jsonl"))
+    sequences, _ = load_input(str(DATA / "seed_train.jsonl"))
     return sequences
 
 
@@ -168,7 +167,6 @@ def test_gpu_methods_without_cuda_give_one_clear_line(tiny_dir, tmp_path, method
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the message of a machine without CUDA, here too
 
-    importlib.import_module("logllm_plugin.cli_llm")  # registers `dev` and `train llm` on main
     from logllm_plugin.cli import main
 
     result = CliRunner().invoke(main, ["train", "llm", "--base", str(tiny_dir), "--train",
@@ -183,7 +181,6 @@ def test_gpu_methods_without_cuda_give_one_clear_line(tiny_dir, tmp_path, method
 def test_dev_tiny_qwen_command_writes_a_model(tmp_path):
     from click.testing import CliRunner
 
-    importlib.import_module("logllm_plugin.cli_llm")
     from logllm_plugin.cli import main
 
     result = CliRunner().invoke(main, ["dev", "tiny-qwen", "--out", str(tmp_path / "m"), "--seed", "2"])

@@ -15,7 +15,7 @@ from logllm_plugin.readers import (
     parse_label,
     parse_timestamp,
     read_records,
-    read_sequences,
+    read_sequence_file,
 )
 
 
@@ -110,7 +110,7 @@ def test_unknown_format_raises_input_error(tmp_path: Path) -> None:
 def test_reading_sequences_from_a_record_file_names_the_right_reader(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "r.jsonl", [{"line": "x"}])
     with pytest.raises(InputError, match="use read_records"):
-        read_sequences(path)
+        read_sequence_file(path)
 
 
 def test_invalid_line_regex_raises_input_error(tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_sequence_jsonl_is_read_with_labels_categories_and_splits(tmp_path: Path
              "first_lineno": 10},
         ],
     )
-    first, second = read_sequences(path)
+    first, second = read_sequence_file(path)
     assert (first.id, first.lines, first.label, first.split) == ("blk_1", ["a", "b"], 0, "train")
     assert second.id == "seqs:2"
     assert second.lines == ["c", "3"]
@@ -282,7 +282,7 @@ def test_seed_json_array_is_read_with_sequence_id_and_log_entries(tmp_path: Path
     ]
     path.write_text(json.dumps(items, indent=2))
     report = ReadReport()
-    seqs = list(read_sequences(path, report=report))
+    seqs = list(read_sequence_file(path, report=report))
     assert [(s.id, s.label, len(s.lines)) for s in seqs] == [("s1", 0, 2), ("s2", 1, 1)]
     assert report.fmt == "sequence_json"
     assert report.sequences == 2
@@ -293,7 +293,7 @@ def test_a_truncated_json_array_still_yields_its_complete_items(tmp_path: Path) 
     path = tmp_path / "cut.json"
     path.write_text(full[: full.rindex('"y"')])
     report = ReadReport()
-    seqs = list(read_sequences(path, report=report))
+    seqs = list(read_sequence_file(path, report=report))
     assert [s.id for s in seqs] == ["a"]
     assert report.skipped_malformed == 1
 
@@ -301,7 +301,7 @@ def test_a_truncated_json_array_still_yields_its_complete_items(tmp_path: Path) 
 def test_a_sequence_with_no_lines_is_counted_as_malformed(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "s.jsonl", [{"id": "a", "lines": []}, {"id": "b", "lines": ["x"]}])
     report = ReadReport()
-    assert [s.id for s in read_sequences(path, report=report)] == ["b"]
+    assert [s.id for s in read_sequence_file(path, report=report)] == ["b"]
     assert report.skipped_malformed == 1
     assert "line 1: empty 'lines' list" in report.problems[0]
 
@@ -309,7 +309,7 @@ def test_a_sequence_with_no_lines_is_counted_as_malformed(tmp_path: Path) -> Non
 def test_an_unknown_label_is_kept_unlabeled_and_reported(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "s.jsonl", [{"id": "a", "lines": ["x"], "label": "maybe"}])
     report = ReadReport()
-    (seq,) = read_sequences(path, report=report)
+    (seq,) = read_sequence_file(path, report=report)
     assert seq.label is None
     assert report.bad_labels == 1
 

@@ -8,7 +8,7 @@ import pytest
 
 from logllm_plugin.readers import read_records
 from logllm_plugin.records import LogRecord
-from logllm_plugin.sequencer import Sequencer, SequencerConfig, sequences_from_records
+from logllm_plugin.sequencer import Sequencer, SequencerConfig, group_records
 
 
 def rec(message: str, key: str | None = None, t: float | None = None, **kw: object) -> LogRecord:
@@ -148,7 +148,7 @@ def test_every_record_lands_in_exactly_one_sequence() -> None:
         records.append(rec(f"m{i}", key=rng.choice("abcdefg"), t=clock, source_line=i))
     config = SequencerConfig(max_lines=7, min_lines=3, idle_s=2.0, max_age_s=9.0,
                              max_open_sequences=4)
-    seqs = list(sequences_from_records(records, config))
+    seqs = list(group_records(records, config))
     seen = sorted(line for s in seqs for line in (s.source_lines or []))
     assert seen == list(range(2000))
     assert len({s.id for s in seqs}) == len(seqs)
@@ -160,7 +160,7 @@ def test_every_record_lands_in_exactly_one_sequence() -> None:
 
 def test_records_without_timestamps_are_cut_only_by_size_in_batch_mode() -> None:
     records = [rec(f"m{i}", key="k") for i in range(20)]
-    seqs = list(sequences_from_records(records, SequencerConfig(max_lines=15)))
+    seqs = list(group_records(records, SequencerConfig(max_lines=15)))
     assert [len(s.lines) for s in seqs] == [15, 5]
     assert [s.short for s in seqs] == [False, True]
 
@@ -180,7 +180,7 @@ def test_hdfs_block_ids_from_key_regex_group_lines_into_block_sequences(tmp_path
         + "\n"
     )
     records = read_records(path, key_regex=r"blk_-?\d+")
-    seqs = list(sequences_from_records(records, SequencerConfig(min_lines=1)))
+    seqs = list(group_records(records, SequencerConfig(min_lines=1)))
     assert {s.id: s.source_lines for s in seqs} == {"blk_-1#0": [1, 3, 5], "blk_2#0": [2, 4]}
 
 

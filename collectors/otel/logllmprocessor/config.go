@@ -60,7 +60,7 @@ func createDefaultConfig() component.Config {
 		TLS:            tls,
 		Auth:           configoptional.None[configauth.Config](),
 		Timeout:        2 * time.Second,
-		KeyAttributes:  []string{"service.name"},
+		KeyAttributes:  []string{"service.name", "host.name"}, // as the Python sequencer: replicas apart
 		MaxLines:       15,
 		MinLines:       6,
 		IdleTimeout:    2 * time.Second,

@@ -40,7 +40,7 @@ func TestDefaultsAreTheDocumentedOnes(t *testing.T) {
 	want := createDefaultConfig().(*Config)
 	if cfg.Endpoint != "localhost:50051" || cfg.Timeout != 2*time.Second || cfg.MaxLines != 15 ||
 		cfg.MinLines != 6 || cfg.IdleTimeout != 2*time.Second || cfg.MaxAge != 30*time.Second ||
-		cfg.LatencyBudget != 5*time.Second || len(cfg.KeyAttributes) != 1 || cfg.KeyAttributes[0] != "service.name" ||
+		cfg.LatencyBudget != 5*time.Second || len(cfg.KeyAttributes) != 2 || cfg.KeyAttributes[0] != "service.name" || cfg.KeyAttributes[1] != "host.name" ||
 		cfg.MaxHeldRecords != want.MaxHeldRecords || !cfg.TLS.Insecure {
 		t.Fatalf("defaults differ from the documented ones: %+v", cfg)
 	}

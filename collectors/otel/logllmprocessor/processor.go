@@ -439,7 +439,7 @@ func (p *logllmProcessor) score(chunk []*closedSequence) ([]*logllmv1.Verdict, s
 		for j, r := range s.records {
 			lines[j] = r.record.Body().AsString()
 		}
-		req.Sequences[i] = &logllmv1.Sequence{Id: s.id, Key: s.key, Lines: lines}
+		req.Sequences[i] = &logllmv1.Sequence{Id: s.id, Key: s.key, Lines: lines, ClosedBy: s.closedBy}
 	}
 	began := time.Now()
 	resp, err := p.client.Detect(ctx, req)

@@ -377,6 +377,18 @@ func TestAnnotationsMatchTheVerdict(t *testing.T) {
 			t.Fatalf("a sequence closed by idleness: want closed_by idle, got %+v", o.attrs)
 		}
 	}
+	// The server is told too (a learning server keeps the reason with its history).
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sent := map[string]string{}
+	for _, req := range f.requests {
+		for _, s := range req {
+			sent[s.GetKey()] = s.GetClosedBy()
+		}
+	}
+	if sent["svc"] != "full" || sent["quiet"] != "idle" {
+		t.Fatalf("Detect requests carry closed_by per sequence: want svc full, quiet idle; got %v", sent)
+	}
 }
 
 func TestLearningServerAndSuppressedVerdicts(t *testing.T) {

@@ -94,10 +94,10 @@ T0_MS = 1767225600000  # 2026-01-01T00:00:00Z
 def seed_documents(copies: int = 1, limit: int | None = None, spacing_ms: int = 10) -> list[dict]:
     """Documents built from the bundled seed sequences: one per line, keyed by `trace_id`,
     `@timestamp` increasing by `spacing_ms`; `copies` repeats the sample with fresh trace ids."""
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
     from tests.conftest import DATA
 
-    sequences = list(read_sequences(DATA / "seed_test.jsonl"))[:limit]
+    sequences = list(read_sequence_file(DATA / "seed_test.jsonl"))[:limit]
     docs, n = [], 0
     for copy in range(copies):
         for seq in sequences:

@@ -18,10 +18,10 @@ TINY_YAML = ("model:\n  hidden_size: 32\n  num_layers: 1\n  num_heads: 2\n  expe
 
 def labeled_history_documents() -> list[dict]:
     """seed_train.jsonl as log documents: every line of an anomalous sequence carries label "anomalous"."""
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
 
     docs, n = [], 0
-    for seq in read_sequences(DATA / "seed_train.jsonl"):
+    for seq in read_sequence_file(DATA / "seed_train.jsonl"):
         for line in seq.lines:
             docs.append({"@timestamp": T0_MS + n * 10, "trace_id": seq.id, "message": line,
                          "label": "anomalous" if seq.label == 1 else "normal"})
@@ -41,9 +41,9 @@ def test_history_to_train_to_a_model_that_beats_the_in_run_baseline(es_client, e
         "--out", str(out), "--config", str(config), "--epochs", "5", "--seed", "3"])
     assert result.exit_code == 0, result.output
     # The 300 bundled sequences, cut at the sequencer's 15 lines as any other input would be.
-    from logllm_plugin.readers import read_sequences
+    from logllm_plugin.readers import read_sequence_file
 
-    original = list(read_sequences(DATA / "seed_train.jsonl"))
+    original = list(read_sequence_file(DATA / "seed_train.jsonl"))
     expected = sum(-(-len(s.lines) // 15) for s in original)
     expected_anomalous = sum(-(-len(s.lines) // 15) for s in original if s.label == 1)
     assert f"{expected} sequences ({expected_anomalous} anomalous)" in result.output

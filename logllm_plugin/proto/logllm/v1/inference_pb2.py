@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19logllm/v1/inference.proto\x12\tlogllm.v1\"2\n\x08Sequence\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x03(\t\"7\n\rDetectRequest\x12&\n\tsequences\x18\x01 \x03(\x0b\x32\x13.logllm.v1.Sequence\"\xcd\x01\n\x07Verdict\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x10\n\x08\x65vidence\x18\x06 \x03(\r\x12\x17\n\x0fnovel_templates\x18\x07 \x01(\r\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x13\n\x0b\x66\x61miliarity\x18\t \x01(\x01\x12\x0e\n\x06status\x18\n \x01(\t\x12\x12\n\nsuppressed\x18\x0b \x01(\x08\"M\n\x0e\x44\x65tectResponse\x12$\n\x08verdicts\x18\x01 \x03(\x0b\x32\x12.logllm.v1.Verdict\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\\\n\x0e\x41nalyzeRequest\x12%\n\x08sequence\x18\x01 \x01(\x0b\x32\x13.logllm.v1.Sequence\x12#\n\x07verdict\x18\x02 \x01(\x0b\x32\x12.logllm.v1.Verdict\"+\n\x0c\x45videnceLine\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04line\x18\x02 \x01(\t\"\xa1\x01\n\x0b\x45xplanation\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x12\n\nsuggestion\x18\x02 \x01(\t\x12\x10\n\x08\x61nalyzer\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12)\n\x08\x65vidence\x18\x06 \x03(\x0b\x32\x17.logllm.v1.EvidenceLine\x12\x0e\n\x06status\x18\x07 \x01(\t\">\n\x0f\x41nalyzeResponse\x12+\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\x16.logllm.v1.Explanation\"\x12\n\x10ModelInfoRequest\"\xd2\x02\n\x11ModelInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0eplugin_version\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x12\n\ncategories\x18\x06 \x03(\t\x12\x11\n\ttemplates\x18\x07 \x01(\r\x12\x1b\n\x13max_batch_sequences\x18\x08 \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\t \x01(\r\x12\x1e\n\x16max_lines_per_sequence\x18\n \x01(\r\x12!\n\x19max_sequences_per_request\x18\x0b \x01(\r\x12\x16\n\x0emax_line_bytes\x18\x0c \x01(\r\x12\r\n\x05state\x18\r \x01(\t\x12\x19\n\x11history_sequences\x18\x0e \x01(\x04\"H\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12&\n\tsequences\x18\x01 \x03(\x0b\x32\x13.logllm.v1.Sequence\x12\r\n\x05label\x18\x02 \x01(\t\"4\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x0e\n\x06stored\x18\x02 \x01(\r2\x99\x02\n\tInference\x12=\n\x06\x44\x65tect\x12\x18.logllm.v1.DetectRequest\x1a\x19.logllm.v1.DetectResponse\x12@\n\x07\x41nalyze\x12\x19.logllm.v1.AnalyzeRequest\x1a\x1a.logllm.v1.AnalyzeResponse\x12\x46\n\tModelInfo\x12\x1b.logllm.v1.ModelInfoRequest\x1a\x1c.logllm.v1.ModelInfoResponse\x12\x43\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1a.logllm.v1.FeedbackRequest\x1a\x1b.logllm.v1.FeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19logllm/v1/inference.proto\x12\tlogllm.v1\"E\n\x08Sequence\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x03(\t\x12\x11\n\tclosed_by\x18\x04 \x01(\t\"7\n\rDetectRequest\x12&\n\tsequences\x18\x01 \x03(\x0b\x32\x13.logllm.v1.Sequence\"\xcd\x01\n\x07Verdict\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x10\n\x08\x65vidence\x18\x06 \x03(\r\x12\x17\n\x0fnovel_templates\x18\x07 \x01(\r\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x13\n\x0b\x66\x61miliarity\x18\t \x01(\x01\x12\x0e\n\x06status\x18\n \x01(\t\x12\x12\n\nsuppressed\x18\x0b \x01(\x08\"M\n\x0e\x44\x65tectResponse\x12$\n\x08verdicts\x18\x01 \x03(\x0b\x32\x12.logllm.v1.Verdict\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\\\n\x0e\x41nalyzeRequest\x12%\n\x08sequence\x18\x01 \x01(\x0b\x32\x13.logllm.v1.Sequence\x12#\n\x07verdict\x18\x02 \x01(\x0b\x32\x12.logllm.v1.Verdict\"+\n\x0c\x45videnceLine\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04line\x18\x02 \x01(\t\"\xa1\x01\n\x0b\x45xplanation\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x12\n\nsuggestion\x18\x02 \x01(\t\x12\x10\n\x08\x61nalyzer\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12)\n\x08\x65vidence\x18\x06 \x03(\x0b\x32\x17.logllm.v1.EvidenceLine\x12\x0e\n\x06status\x18\x07 \x01(\t\">\n\x0f\x41nalyzeResponse\x12+\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\x16.logllm.v1.Explanation\"\x12\n\x10ModelInfoRequest\"\xd2\x02\n\x11ModelInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0eplugin_version\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x12\n\ncategories\x18\x06 \x03(\t\x12\x11\n\ttemplates\x18\x07 \x01(\r\x12\x1b\n\x13max_batch_sequences\x18\x08 \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\t \x01(\r\x12\x1e\n\x16max_lines_per_sequence\x18\n \x01(\r\x12!\n\x19max_sequences_per_request\x18\x0b \x01(\r\x12\x16\n\x0emax_line_bytes\x18\x0c \x01(\r\x12\r\n\x05state\x18\r \x01(\t\x12\x19\n\x11history_sequences\x18\x0e \x01(\x04\"H\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12&\n\tsequences\x18\x01 \x03(\x0b\x32\x13.logllm.v1.Sequence\x12\r\n\x05label\x18\x02 \x01(\t\"4\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x0e\n\x06stored\x18\x02 \x01(\r2\x99\x02\n\tInference\x12=\n\x06\x44\x65tect\x12\x18.logllm.v1.DetectRequest\x1a\x19.logllm.v1.DetectResponse\x12@\n\x07\x41nalyze\x12\x19.logllm.v1.AnalyzeRequest\x1a\x1a.logllm.v1.AnalyzeResponse\x12\x46\n\tModelInfo\x12\x1b.logllm.v1.ModelInfoRequest\x1a\x1c.logllm.v1.ModelInfoResponse\x12\x43\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1a.logllm.v1.FeedbackRequest\x1a\x1b.logllm.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,29 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logllm.v1.inference_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEQUENCE']._serialized_start=40
-  _globals['_SEQUENCE']._serialized_end=90
-  _globals['_DETECTREQUEST']._serialized_start=92
-  _globals['_DETECTREQUEST']._serialized_end=147
-  _globals['_VERDICT']._serialized_start=150
-  _globals['_VERDICT']._serialized_end=355
-  _globals['_DETECTRESPONSE']._serialized_start=357
-  _globals['_DETECTRESPONSE']._serialized_end=434
-  _globals['_ANALYZEREQUEST']._serialized_start=436
-  _globals['_ANALYZEREQUEST']._serialized_end=528
-  _globals['_EVIDENCELINE']._serialized_start=530
-  _globals['_EVIDENCELINE']._serialized_end=573
-  _globals['_EXPLANATION']._serialized_start=576
-  _globals['_EXPLANATION']._serialized_end=737
-  _globals['_ANALYZERESPONSE']._serialized_start=739
-  _globals['_ANALYZERESPONSE']._serialized_end=801
-  _globals['_MODELINFOREQUEST']._serialized_start=803
-  _globals['_MODELINFOREQUEST']._serialized_end=821
-  _globals['_MODELINFORESPONSE']._serialized_start=824
-  _globals['_MODELINFORESPONSE']._serialized_end=1162
-  _globals['_FEEDBACKREQUEST']._serialized_start=1164
-  _globals['_FEEDBACKREQUEST']._serialized_end=1236
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1238
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1290
-  _globals['_INFERENCE']._serialized_start=1293
-  _globals['_INFERENCE']._serialized_end=1574
+  _globals['_SEQUENCE']._serialized_end=109
+  _globals['_DETECTREQUEST']._serialized_start=111
+  _globals['_DETECTREQUEST']._serialized_end=166
+  _globals['_VERDICT']._serialized_start=169
+  _globals['_VERDICT']._serialized_end=374
+  _globals['_DETECTRESPONSE']._serialized_start=376
+  _globals['_DETECTRESPONSE']._serialized_end=453
+  _globals['_ANALYZEREQUEST']._serialized_start=455
+  _globals['_ANALYZEREQUEST']._serialized_end=547
+  _globals['_EVIDENCELINE']._serialized_start=549
+  _globals['_EVIDENCELINE']._serialized_end=592
+  _globals['_EXPLANATION']._serialized_start=595
+  _globals['_EXPLANATION']._serialized_end=756
+  _globals['_ANALYZERESPONSE']._serialized_start=758
+  _globals['_ANALYZERESPONSE']._serialized_end=820
+  _globals['_MODELINFOREQUEST']._serialized_start=822
+  _globals['_MODELINFOREQUEST']._serialized_end=840
+  _globals['_MODELINFORESPONSE']._serialized_start=843
+  _globals['_MODELINFORESPONSE']._serialized_end=1181
+  _globals['_FEEDBACKREQUEST']._serialized_start=1183
+  _globals['_FEEDBACKREQUEST']._serialized_end=1255
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1257
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1309
+  _globals['_INFERENCE']._serialized_start=1312
+  _globals['_INFERENCE']._serialized_end=1593
 # @@protoc_insertion_point(module_scope)

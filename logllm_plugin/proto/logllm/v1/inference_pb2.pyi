@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Sequence(_message.Message):
-    __slots__ = ("id", "key", "lines")
+    __slots__ = ("id", "key", "lines", "closed_by")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_BY_FIELD_NUMBER: _ClassVar[int]
     id: str
     key: str
     lines: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
+    closed_by: str
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., closed_by: _Optional[str] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
     __slots__ = ("sequences",)

@@ -28,10 +28,13 @@ const (
 
 // An ordered group of log lines scored as one unit.
 type Sequence struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`       // echoed in the verdict; the server numbers sequences without one
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`     // grouping key (trace id, block id, ...), echoed
-	Lines         []string               `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"` // log lines in order; at least one
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`       // echoed in the verdict; the server numbers sequences without one
+	Key   string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`     // grouping key (trace id, block id, ...), echoed
+	Lines []string               `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"` // log lines in order; at least one
+	// Why the sender's sequencer closed it: full | pressure | idle | age | end, or empty. A learning
+	// server keeps it with the history, so a sequence cut short by a time limit trains as normal.
+	ClosedBy      string `protobuf:"bytes,4,opt,name=closed_by,json=closedBy,proto3" json:"closed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -85,6 +88,13 @@ func (x *Sequence) GetLines() []string {
 		return x.Lines
 	}
 	return nil
+}
+
+func (x *Sequence) GetClosedBy() string {
+	if x != nil {
+		return x.ClosedBy
+	}
+	return ""
 }
 
 type DetectRequest struct {
@@ -843,11 +853,12 @@ var File_logllm_v1_inference_proto protoreflect.FileDescriptor
 
 const file_logllm_v1_inference_proto_rawDesc = "" +
 	"\n" +
-	"\x19logllm/v1/inference.proto\x12\tlogllm.v1\"B\n" +
+	"\x19logllm/v1/inference.proto\x12\tlogllm.v1\"_\n" +
 	"\bSequence\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
-	"\x05lines\x18\x03 \x03(\tR\x05lines\"B\n" +
+	"\x05lines\x18\x03 \x03(\tR\x05lines\x12\x1b\n" +
+	"\tclosed_by\x18\x04 \x01(\tR\bclosedBy\"B\n" +
 	"\rDetectRequest\x121\n" +
 	"\tsequences\x18\x01 \x03(\v2\x13.logllm.v1.SequenceR\tsequences\"\xb7\x02\n" +
 	"\aVerdict\x12\x0e\n" +

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logllm_plugin.privacy import PersonalDataMasker
+from logllm_plugin.personal_data import PersonalDataMasker
 
 LINES = [
     "login failed for alice@example.com from 10.0.0.12 password=hunter2",

@@ -1,146 +1,15 @@
-"""`logllm-plugin serve` and `logllm-plugin bench ...` (registered on the main group in cli.py)."""
+"""`logllm-plugin bench ...`: benchmarks with JSON output and a baseline measured in the same run."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Optional
 
 import click
 
-from logllm_plugin.cli import _config, _run, main
+from logllm_plugin.cli.common import load_and_report, logger, run
 
-
-def use_json_logs(level: int = logging.INFO) -> None:
-    from logllm_plugin.logfmt import JsonFormatter
-
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
-    for name in ("logllm_plugin", "collectors"):  # our long-running processes report at INFO
-        logging.getLogger(name).setLevel(min(level, root.level or level))
-
-
-class Duration(click.ParamType):
-    """`90`, `90s`, `15m`, `6h`, `1d` → seconds."""
-
-    name = "duration"
-    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip().lower()
-        unit = text[-1:] if text[-1:] in self.UNITS else "s"
-        number = text[:-1] if text[-1:] in self.UNITS else text
-        try:
-            seconds = float(number) * self.UNITS[unit]
-        except ValueError:
-            self.fail(f"{value!r} is not a duration (e.g. 90s, 15m, 6h, 1d)", param, ctx)
-        if seconds < 0:
-            self.fail(f"{value!r} is negative", param, ctx)
-        return seconds
-
-
-@main.command("serve")
-@click.option("--model", "model_dir", help="Model directory (default: the embedded model).")
-@click.option("--learn", "learn_dir", type=click.Path(file_okay=False),
-              help="Learning mode: keep a history here, train models of this traffic's normal, publish them here.")
-@click.option("--follow", "follow_dir", type=click.Path(file_okay=False),
-              help="Serve the versions a learner publishes in this directory (another replica's --learn DIR).")
-@click.option("--learn-min-sequences", type=click.IntRange(1),
-              help="Learning mode: sequences received before the first model trains (default 2000).")
-@click.option("--retrain-every", type=Duration(),
-              help="Learning mode: retrain over the recent history this often (e.g. 6h; 0: never; default 6h).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its `server:` section.")
-@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces).")
-@click.option("--port", type=click.IntRange(0, 65535), help="gRPC port (default 50051; 0 picks a free one, logged at start).")
-@click.option("--http-port", type=click.IntRange(0, 65535), help="Also serve HTTP/JSON (POST /v1/detect, /metrics) on this port.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535),
-              help="Prometheus /metrics on this port without the token (on --http-port it needs the token).")
-@click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the bearer token callers must send.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM server certificate (chain).")
-@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
-@click.option("--tls-client-ca", type=click.Path(dir_okay=False), help="Require client certificates signed by this CA.")
-@click.option("--max-batch", type=click.IntRange(1), help="Dynamic batching: most sequences per model call (default 64).")
-@click.option("--max-wait-ms", type=click.FloatRange(0), help="Dynamic batching: longest wait to fill a batch (default 5).")
-@click.option("--max-queue", type=click.IntRange(1), help="Sequences queued before RESOURCE_EXHAUSTED (default 4096).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs (default auto).")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Head precision.")
-@click.option("--grace-s", type=click.FloatRange(0), help="On SIGTERM: time in-flight requests get to finish (default 30).")
-@click.option("--verdict-cache", "verdict_cache_size", type=click.IntRange(0),
-              help="Sequences (by masked lines) answered again without the model (default 50000; 0: off).")
-@click.option("--threads", type=click.IntRange(1, 256), help="torch threads for the model (default: all cores).")
-@click.option("--llm", "llm_dir", help="Analyze with this local Qwen model directory (default: the knowledge base).")
-@click.option("--adapter", "adapter_dir", help="peft adapter for --llm.")
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
-def serve_cmd(model_dir, learn_dir, follow_dir, learn_min_sequences, retrain_every, config_path, host, port,
-              http_port, metrics_port, token_file, tls_cert, tls_key, tls_client_ca, max_batch, max_wait_ms,
-              max_queue, device, dtype, grace_s, verdict_cache_size, threads, llm_dir, adapter_dir, log_format):
-    """Serve the detector over gRPC (logllm.v1.Inference, health, reflection) and optionally HTTP.
-
-    With --learn DIR no model is needed: verdicts are `unscored` (status `learning`) until enough
-    traffic has been seen, then a model of this traffic's normal serves, retrained on a schedule.
-    """
-    if learn_dir and follow_dir:
-        raise click.UsageError("--learn and --follow are exclusive: one learner, any number of followers")
-    if follow_dir and model_dir:
-        raise click.UsageError("--follow serves the learner's versions; it takes no --model")
-    if (learn_min_sequences is not None or retrain_every is not None) and not learn_dir:
-        raise click.UsageError("--learn-min-sequences and --retrain-every need --learn DIR")
-
-    def work():
-        from logllm_plugin.analyzers.service import build_analysis_service
-        from logllm_plugin.cli_analysis import analysis_overrides
-        from logllm_plugin.serving.server import InferenceServer
-
-        overrides = {"server": {
-            "host": host, "port": port, "http_port": http_port, "metrics_port": metrics_port, "token_file": token_file, "tls_cert": tls_cert,
-            "tls_key": tls_key, "tls_client_ca": tls_client_ca, "max_batch_sequences": max_batch,
-            "max_wait_ms": max_wait_ms, "max_queue_sequences": max_queue, "device": device, "dtype": dtype,
-            "grace_s": grace_s, "verdict_cache_size": verdict_cache_size, "threads": threads},
-            **analysis_overrides(llm_dir, adapter_dir),
-            "learning": {"min_sequences": learn_min_sequences, "retrain_every_s": retrain_every}}
-        plugin_config = _config(config_path, overrides)
-        config = plugin_config.server
-        if log_format == "json":
-            use_json_logs()
-        else:
-            logging.getLogger("logllm_plugin").setLevel(logging.INFO)
-        server = InferenceServer(
-            config, detector_loader(plugin_config, model_dir, learn_dir, follow_dir),
-            analysis_factory=lambda detector: build_analysis_service(plugin_config.analysis, signature=detector.store_ids,
-                                                                      encoder=detector.encoder),
-        ).start()
-        server.serve_until_signal()
-
-    _run(work)
-
-
-def detector_loader(plugin_config, model_dir: Optional[str], learn_dir: Optional[str], follow_dir: Optional[str]):
-    """What the server scores with: a model from a file, a learner, or a follower of one.
-
-    Learning mode and following start at once (no model to load); the store and the history are
-    checked here so that an unusable directory stops `serve` with a clear message.
-    """
-    from logllm_plugin.detector import load_detector
-
-    device = plugin_config.server.device
-    if learn_dir:
-        from logllm_plugin.learning.learner import LearningDetector
-
-        initial = load_detector(model_dir, device=device) if model_dir else None
-        learner = LearningDetector(learn_dir, plugin_config, device=device, initial=initial)
-        return lambda: learner
-    if follow_dir:
-        from logllm_plugin.learning.follower import FollowingDetector
-
-        follower = FollowingDetector(follow_dir, plugin_config, device=device)
-        return lambda: follower
-    return lambda: load_detector(model_dir, device=device)
-
-
-@main.group("bench")
+@click.group("bench")
 def bench() -> None:
     """Benchmarks with JSON output and a baseline measured in the same run."""
 
@@ -177,7 +46,7 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
             click.echo(f"server peak RSS: {result['server_peak_rss_mib']} MiB")
         click.echo(json.dumps(result) if as_json else "", file=sys.stdout)
 
-    _run(work)
+    run(work)
 
 
 @bench.command("pipeline")
@@ -221,7 +90,7 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
                 click.echo(f"{phase} time: {shares}")
         click.echo(json.dumps(result) if as_json else "")
 
-    _run(work)
+    run(work)
 
 
 @bench.command("annotate")
@@ -245,7 +114,15 @@ def bench_annotate_cmd(url, data_path, model_dir, threads, as_json):
                        f"{result['baseline_docs_per_s']:,} docs/s (ratio {result['ratio_to_baseline']})")
         click.echo(json.dumps(result) if as_json else "")
 
-    _run(work)
+    run(work)
+
+
+def _sample_lines(data_path):
+    """Every line of `data_path` (default: the bundled sample), in order: what the OTLP benches send."""
+    from logllm_plugin.benchmarks.server import DEFAULT_DATA
+    from logllm_plugin.inputs import load_input
+
+    return [line for s in load_input(data_path or str(DEFAULT_DATA))[0] for line in s.lines]
 
 
 @bench.command("collector")
@@ -260,11 +137,8 @@ def bench_collector_cmd(model_dir, data_path, records, threads, no_bridge, as_js
     it (and the OTLP bridge), same run, same input. Builds the collector (Go) when not cached."""
     def work():
         from collectors.otel.bench_collector import run_collector_bench
-        from logllm_plugin.benchmarks.server import DEFAULT_DATA
-        from logllm_plugin.inputs import load_sequences
 
-        lines = [line for s in load_sequences(data_path or str(DEFAULT_DATA))[0] for line in s.lines]
-        result = run_collector_bench(lines=lines, records=records, model_dir=model_dir, threads=threads,
+        result = run_collector_bench(lines=_sample_lines(data_path), records=records, model_dir=model_dir, threads=threads,
                                      with_bridge=not no_bridge)
         if not as_json:
             click.echo(f"collector without logllm: {result['collector_plain_records_per_s']:.0f} records/s; "
@@ -272,7 +146,7 @@ def bench_collector_cmd(model_dir, data_path, records, threads, no_bridge, as_js
                        f"(ratio {result['logllm_to_plain_ratio']})")
         click.echo(json.dumps(result) if as_json else "")
 
-    _run(work)
+    run(work)
 
 
 @bench.command("bridge")
@@ -284,18 +158,15 @@ def bench_bridge_cmd(model_dir, data_path, records, as_json):
     """Records/s through the OTLP bridge beside a plain OTLP forward measured in the same run."""
     def work():
         from collectors.otel.bench import run_bridge_bench
-        from logllm_plugin.benchmarks.server import DEFAULT_DATA
-        from logllm_plugin.inputs import load_sequences
 
-        lines = [line for s in load_sequences(data_path or str(DEFAULT_DATA))[0] for line in s.lines]
-        result = run_bridge_bench(lines=lines, records=records, model_dir=model_dir)
+        result = run_bridge_bench(lines=_sample_lines(data_path), records=records, model_dir=model_dir)
         if not as_json:
             click.echo(f"plain forward: {result['plain_forward_records_per_s']:.0f} records/s; "
                        f"bridge: {result['bridge_records_per_s']:.0f} records/s "
                        f"(ratio {result['bridge_to_plain_ratio']})")
         click.echo(json.dumps(result) if as_json else "")
 
-    _run(work)
+    run(work)
 
 
 @bench.command("learn")
@@ -323,6 +194,14 @@ def bench_learn_cmd(data_path, train_fraction, contamination, threads, timeout_s
     """serve --learn over HTTP: stream the history, wait for `serving`, stream the test part; F1 beside
     `train small --normal-only` and the novelty rule on the same history, same run."""
     def work():
+        from logllm_plugin.benchmarks.learning import ServerRefused
+
+        try:
+            learn_bench()
+        except ServerRefused as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def learn_bench():
         from logllm_plugin.benchmarks.learning import run_drift_bench, run_learning_bench
 
         if full_history and not under_retrain:
@@ -353,4 +232,81 @@ def bench_learn_cmd(data_path, train_fraction, contamination, threads, timeout_s
                     click.echo(f"{name:24} F1 {r['f1']:.4f}  p {r['precision']:.4f}  r {r['recall']:.4f}")
         click.echo(json.dumps(result) if as_json else "")
 
-    _run(work)
+    run(work)
+
+
+@bench.command("analyze")
+@click.option("--llm", "llm_dir", required=True, type=click.Path(file_okay=False),
+              help="Local chat model directory (e.g. from `logllm-plugin dev small-llm`).")
+@click.option("--adapter", "adapter_dir", type=click.Path(file_okay=False), help="peft adapter from `train llm`.")
+@click.option("--input", "input_path", required=True,
+              help="Labeled sequences (e.g. from `data generate`): the anomalies are explained.")
+@click.option("--n", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Anomalies to explain.")
+@click.option("--lines", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Lines per sequence: each anomaly is padded in front with normal lines.")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads (default: torch's choice).")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sequences per analyzer call (1: the figures are latencies).")
+@click.option("--quantize", type=click.Choice(["int8", "none"]), help="CPU weights (default: analysis.quantize).")
+@click.option("--timeout-s", type=float, help="Per call (default: analysis.timeout_s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+def bench_analyze_cmd(llm_dir, adapter_dir, input_path, n, lines, threads, batch_size, quantize, timeout_s, as_json):
+    """Seconds per LLM explanation (p50/p99), tokens/s, fallback rate, beside the knowledge base."""
+    def work():
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        prefer_passive_openmp()  # before torch loads
+        from logllm_plugin.benchmarks.analyze import run_analyze_bench
+
+        sequences = load_and_report(input_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="input")
+        result = run_analyze_bench(sequences, llm_dir=llm_dir, adapter_dir=adapter_dir, n=n, lines=lines,
+                                   threads=threads, batch_size=batch_size, quantize=quantize, timeout_s=timeout_s,
+                                   progress=lambda m: click.echo(m, err=True))
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        click.echo(f"{result['explanations']} explanations of {lines}-line sequences: "
+                   f"p50 {result['seconds_per_explanation_p50']} s, p99 {result['seconds_per_explanation_p99']} s; "
+                   f"prompt {result['prompt_tokens_per_s']} tok/s, generated {result['generated_tokens_per_s']} tok/s")
+        click.echo(f"fallback rate {result['fallback_rate']} {result['statuses']}; json_valid_rate "
+                   f"{result['json_valid_rate']} category_accuracy {result['category_accuracy']} "
+                   f"(knowledge base {result['knowledge_base_category_accuracy']})")
+
+    run(work, llm=True)
+
+
+@bench.command("explain")
+@click.option("--input", "input_path", required=True,
+              help="Labeled sequences with categories (e.g. `data generate` with another seed than the training data).")
+@click.option("--llm", "llm_dir", type=click.Path(file_okay=False), help="Also score this local chat model (the base).")
+@click.option("--adapter", "adapter_dir", type=click.Path(file_okay=False),
+              help="Also score the base + this adapter from `train llm` (the tuned model).")
+@click.option("--openai-url", help="Also score an OpenAI-compatible server (its /v1 URL).")
+@click.option("--openai-model", help="The model (or LoRA adapter) name on --openai-url.")
+@click.option("--n", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Anomalies to explain.")
+@click.option("--lines", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Lines per sequence: each anomaly is padded in front with normal lines.")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads (default: torch's choice).")
+@click.option("--timeout-s", type=float, help="Per explanation (default: analysis.timeout_s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+def bench_explain_cmd(input_path, llm_dir, adapter_dir, openai_url, openai_model, n, lines, threads, timeout_s,
+                      as_json):
+    """Knowledge base, base LLM, tuned LLM (and a served model) on the same labeled anomalies: category
+    accuracy, evidence precision, completeness, personal data absent, seconds per explanation."""
+    def work():
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        if adapter_dir and not llm_dir:
+            raise click.UsageError("--adapter needs --llm (the base model it adapts)")
+        if bool(openai_url) != bool(openai_model):
+            raise click.UsageError("--openai-url and --openai-model go together")
+        prefer_passive_openmp()  # before torch loads
+        from logllm_plugin.benchmarks.explain import run_explain_bench, table
+
+        sequences = load_and_report(input_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="input")
+        report = run_explain_bench(sequences, llm_dir=llm_dir, adapter_dir=adapter_dir, openai_url=openai_url,
+                                   openai_model=openai_model, n=n, lines=lines, threads=threads,
+                                   timeout_s=timeout_s, progress=lambda m: logger.info("%s", m))
+        click.echo(json.dumps(report) if as_json else table(report))
+
+    run(work, llm=True)

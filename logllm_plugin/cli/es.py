@@ -9,11 +9,10 @@ import json
 import signal
 import sys
 import time
-from pathlib import Path
 
 import click
 
-from logllm_plugin.cli import _run, main, read_token_file
+from logllm_plugin.cli.common import integration_scorer, load_config, read_token_file, run, server_errors
 
 
 def cluster_options(fn):
@@ -58,20 +57,6 @@ def _client(url, backend, ca_cert):
     return connect(url, backend=backend, ca_certs=ca_cert)
 
 
-def _scorer(model_dir, servers, token_file, tls_ca, threads=None):
-    from collectors.scoring import local_scorer, remote_scorer
-
-    if threads is not None and servers:
-        raise click.UsageError("--threads is for a local model only (the server has its own --threads)")
-    if servers and model_dir:
-        raise click.UsageError("--model and --server exclude each other: the server has its model")
-    if servers:
-        token = read_token_file(token_file)
-        return remote_scorer(list(servers), token=token, tls_ca=tls_ca), None
-    scorer = local_scorer(model_dir, threads=threads)  # backfill slices score in threads
-    return scorer, scorer.detector
-
-
 def _explainer(detector, no_explain):
     if no_explain:
         return None
@@ -94,7 +79,7 @@ def _guard(fn):
         raise click.ClickException(str(exc)) from None
 
 
-@main.group("es")
+@click.group("es")
 def es() -> None:
     """Elasticsearch / OpenSearch: mappings and pipeline, annotate new documents, backfill history."""
 
@@ -114,7 +99,7 @@ def setup_cmd(url, index, backend, ca_cert, key_fields, priority):
         for line in report.lines():
             click.echo(f"  {line}")
 
-    _run(lambda: _guard(work))
+    run(lambda: _guard(work))
 
 
 @es.command("annotate")
@@ -138,12 +123,12 @@ def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
         from logllm_plugin.sequencer import SequencerConfig
 
         client = _client(url, backend, ca_cert)
-        sequencer = SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines), idle_s=idle_s)
+        sequencer = SequencerConfig(max_lines=max_lines, idle_s=idle_s)
         if learn_dir:
             score, detector = _learning_scorer(learn_dir, model_dir, servers, threads, client, index, key_fields,
                                                message_field, time_field, sequencer)
         else:
-            score, detector = _scorer(model_dir, servers, token_file, tls_ca, threads)
+            score, detector = integration_scorer(model_dir, servers, token_file, tls_ca, threads)
         config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
                                  time_field=time_field, lateness_s=lateness_s, page_size=page_size,
                                  score_batch=score_batch, checkpoint_name=checkpoint_name,
@@ -155,7 +140,7 @@ def annotate_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
         stats = annotator.run_once() if once else annotator.follow(poll_s)
         _report(stats, time.monotonic() - started, as_json)
 
-    _run(lambda: _guard(work))
+    run(lambda: _guard(work))
 
 
 def _learning_scorer(learn_dir, model_dir, servers, threads, client, index, key_fields, message_field, time_field,
@@ -194,7 +179,7 @@ def feedback_cmd(url, index, backend, ca_cert, query, label, server, learn_dir, 
     """Correct verdicts seen in Kibana: the selected documents' sequences, read whole from the index,
     are answered with LABEL at once and train the learner's next model."""
     def work():
-        from collectors.elastic.feedback import FeedbackQueryError, id_field, parse_query, read_sequences, sequence_ids
+        from collectors.elastic.feedback import FeedbackQueryError, id_field, lines_of_sequences, parse_query, sequence_ids
 
         if bool(server) == bool(learn_dir):
             raise click.UsageError("give one of --server (a learning server) or --learn DIR (a learner's directory)")
@@ -202,32 +187,27 @@ def feedback_cmd(url, index, backend, ca_cert, query, label, server, learn_dir, 
         try:
             field = id_field(client, index)
             ids = sequence_ids(client, index, parse_query(query), max_sequences, field)
-            sequences = read_sequences(client, index, ids, message_field, field)
+            sequences = lines_of_sequences(client, index, ids, message_field, field)
         except FeedbackQueryError as exc:
             raise click.ClickException(str(exc)) from None
         if learn_dir:
-            from logllm_plugin.cli import _config
             from logllm_plugin.learning.feedback import FeedbackError
             from logllm_plugin.learning.versioned import record_feedback
 
             try:
-                stored = record_feedback(learn_dir, _config(config_path, {}), sequences, label)
+                stored = record_feedback(learn_dir, load_config(config_path, {}), sequences, label)
             except (FeedbackError, FileNotFoundError) as exc:
                 raise click.ClickException(str(exc)) from None
             result = {"accepted": stored, "stored": stored}
         else:
-            import grpc
-
             from logllm_plugin.client import InferenceClient
 
-            with InferenceClient(server, token=read_token_file(token_file), tls_ca=tls_ca, timeout_s=timeout_s) as c:
-                try:
-                    result = c.feedback(sequences, label)
-                except grpc.RpcError as exc:
-                    raise click.ClickException(f"server {server}: {exc.code().name}: {exc.details()}") from None
+            token = read_token_file(token_file)
+            with server_errors(server), InferenceClient(server, token=token, tls_ca=tls_ca, timeout_s=timeout_s) as c:
+                result = c.feedback(sequences, label)
         click.echo(json.dumps({**result, "sequences": ids}))
 
-    _run(lambda: _guard(work))
+    run(lambda: _guard(work))
 
 
 def _partition(text):
@@ -272,11 +252,10 @@ def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
 
         start_ms, end_ms = parse_time_ms(time_from), parse_time_ms(time_to)
         client = _client(url, backend, ca_cert)
-        score, detector = _scorer(model_dir, servers, token_file, tls_ca, threads)
+        score, detector = integration_scorer(model_dir, servers, token_file, tls_ca, threads)
         config = AnnotatorConfig(index=index, key_fields=key_fields, message_field=message_field,
                                  time_field=time_field, page_size=page_size, score_batch=score_batch,
-                                 sequencer=SequencerConfig(max_lines=max_lines, min_lines=min(6, max_lines),
-                                                           idle_s=idle_s))
+                                 sequencer=SequencerConfig(max_lines=max_lines, idle_s=idle_s))
         if config.time_field is None:  # one detection for all slices
             config.time_field = Annotator(client, score, config)._detect_time_field()
         total = pending_count(client, config, config.time_field, start_ms, end_ms)
@@ -287,51 +266,4 @@ def backfill_cmd(url, index, backend, ca_cert, model_dir, servers, token_file, t
         bar.close()
         _report(stats, time.monotonic() - started, as_json)
 
-    _run(lambda: _guard(work))
-
-
-@main.group("kibana")
-def kibana() -> None:
-    """Kibana saved objects: a data view, a saved search, a Lens chart and a dashboard of anomalies."""
-
-
-@kibana.command("export")
-@click.option("--index", "index", default="logs-*", show_default=True, help="Index pattern of the data view.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="NDJSON file to write.")
-def kibana_export_cmd(index, out_path):
-    """Write the saved objects as NDJSON (Stack Management → Saved objects → Import takes it too)."""
-    from collectors.kibana.saved_objects import saved_objects, to_ndjson
-
-    objects = saved_objects(index)
-    Path(out_path).write_text(to_ndjson(objects), encoding="utf-8")
-    click.echo(f"wrote {len(objects)} saved objects for {index} to {out_path}")
-
-
-@kibana.command("import")
-@click.option("--url", required=True, help="Kibana URL, e.g. http://127.0.0.1:5601.")
-@click.option("--index", "index", default="logs-*", show_default=True, help="Index pattern of the data view.")
-@click.option("--file", "in_path", type=click.Path(dir_okay=False, exists=True),
-              help="NDJSON to import (default: generate it for --index).")
-@click.option("--space", help="Kibana space id (default: the default space).")
-@click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True), help="PEM CA for https.")
-def kibana_import_cmd(url, index, in_path, space, ca_cert):
-    """Import the saved objects through Kibana's saved-objects API (overwriting earlier copies).
-
-    Credentials from LOGLLM_KIBANA_API_KEY, or LOGLLM_KIBANA_USERNAME + LOGLLM_KIBANA_PASSWORD.
-    """
-    import os
-
-    from collectors.elastic.connection import ClusterError, ConnectionSettings
-    from collectors.kibana.saved_objects import import_saved_objects, saved_objects, to_ndjson
-
-    try:
-        auth = ConnectionSettings(url=url, api_key=os.environ.get("LOGLLM_KIBANA_API_KEY") or None,
-                                  username=os.environ.get("LOGLLM_KIBANA_USERNAME") or None,
-                                  password=os.environ.get("LOGLLM_KIBANA_PASSWORD") or None)
-        ndjson = Path(in_path).read_text(encoding="utf-8") if in_path else to_ndjson(saved_objects(index))
-        result = import_saved_objects(url, ndjson, headers=auth.auth_headers(), ca_certs=ca_cert, space=space)
-    except (ClusterError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if not result.get("success", False):
-        raise click.ClickException(f"Kibana refused some objects: {json.dumps(result.get('errors', []))[:2000]}")
-    click.echo(f"imported {result.get('successCount', 0)} saved objects into {url}")
+    run(lambda: _guard(work))

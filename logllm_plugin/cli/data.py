@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from logllm_plugin.cli import _run, main
+from logllm_plugin.cli.common import run
 
 EXIT_FINDINGS = 1  # `data check` found errors (or warnings with --strict)
 
 
-@main.group("data")
+@click.group("data")
 def data() -> None:
     """Prepare training data: generate, convert, split, check, llm-pairs."""
 
@@ -51,7 +51,7 @@ def generate_cmd(out_path, n, anomaly_rate, silent_rate, noise_rate, seed, categ
         kinds = Counter(r.get("anomaly_kind", "normal") for r in rows)
         click.echo(f"wrote {len(rows)} sequences to {out_path}: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
 
-    _run(work)
+    run(work)
 
 
 @data.command("convert")
@@ -100,7 +100,7 @@ def convert_cmd(source, target, in_path, out_path, key_regex, window, line_regex
             click.echo(f"note: {unlabeled} sequences have no label (train with labels, --key-labels, or "
                        "train small --normal-only)", err=True)
 
-    _run(work)
+    run(work)
 
 
 @data.command("split")
@@ -117,14 +117,14 @@ def split_cmd(in_path, out_dir, by, ratios, stratify, seed):
     def work():
         from logllm_plugin.data.io import write_sequences
         from logllm_plugin.data.split import parse_ratios, split_sequences
-        from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequences
+        from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequence_file
 
         parsed = parse_ratios(ratios)
         fmt = detect_format(in_path) if in_path != "-" else None
         if fmt is not None and fmt not in SEQUENCE_FORMATS:
             raise InputError(f"{in_path} holds {fmt} input, not sequences: run `logllm-plugin data convert` first")
         report = ReadReport()
-        sequences = list(read_sequences(in_path, fmt, report))
+        sequences = list(read_sequence_file(in_path, fmt, report))
         if report.skipped_malformed or report.invalid_utf8_lines:
             raise InputError(f"{in_path}: {report.summary()}; fix the input (or convert it with --lenient) "
                              "before splitting, so no part silently misses sequences")
@@ -136,7 +136,7 @@ def split_cmd(in_path, out_dir, by, ratios, stratify, seed):
             click.echo(f"{name}: {len(part)} sequences ({anomalies} anomalous) -> {path}")
         click.echo(f"order: {result.ordered_by}", err=True)
 
-    _run(work)
+    run(work)
 
 
 @data.command("check")
@@ -162,7 +162,7 @@ def check_cmd(paths, as_json, strict, allow_unlabeled):
         if result.errors or (strict and result.warnings):
             click.get_current_context().exit(EXIT_FINDINGS)
 
-    _run(work)
+    run(work)
 
 
 def _print_check(result) -> None:
@@ -209,14 +209,14 @@ def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base):
 
         from logllm_plugin.data.io import write_jsonl
         from trainers.llm_pairs import chat_rows
-        from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequences
+        from logllm_plugin.readers import SEQUENCE_FORMATS, InputError, ReadReport, detect_format, read_sequence_file
         from trainers.llm_data import LLMTrainingError
 
         fmt = detect_format(in_path) if in_path != "-" else None
         if fmt is not None and fmt not in SEQUENCE_FORMATS:
             raise InputError(f"{in_path} holds {fmt} input, not sequences: run `logllm-plugin data convert` first")
         report = ReadReport()
-        sequences = list(read_sequences(in_path, fmt, report))
+        sequences = list(read_sequence_file(in_path, fmt, report))
         if report.skipped_malformed:
             raise InputError(f"{in_path}: {report.summary()}")
         unlabeled = sum(1 for s in sequences if s.label is None)
@@ -232,4 +232,4 @@ def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base):
                    f"({unlabeled} unlabeled skipped); categories: "
                    + ", ".join(f"{k} {v}" for k, v in categories.most_common()))
 
-    _run(work)
+    run(work)

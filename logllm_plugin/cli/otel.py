@@ -5,10 +5,11 @@ import logging
 
 import click
 
-from logllm_plugin.cli import _run, main, read_token_file
+from logllm_plugin.cli.common import read_token_file, run, use_json_logs
+from logllm_plugin.sequencer import SequencerConfig
 
 
-@main.group("otel")
+@click.group("otel")
 def otel() -> None:
     """OpenTelemetry integration (the SDK processor is `collectors.otel.LogLLMProcessor`)."""
 
@@ -23,7 +24,7 @@ def otel() -> None:
               help="Score in this process in learning mode: learn this traffic's normal, keeping history and models here.")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="With --server: bearer token file.")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM CA of the server certificate.")
-@click.option("--key-attribute", "key_attributes", multiple=True, default=("service.name",), show_default=True,
+@click.option("--key-attribute", "key_attributes", multiple=True, default=SequencerConfig.key_attributes, show_default=True,
               help="Attribute(s) that key a sequence when a record has no trace id (record, then resource).")
 @click.option("--max-lines", type=click.IntRange(1), default=15, show_default=True)
 @click.option("--idle-s", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Close a sequence after this long without lines.")
@@ -41,7 +42,6 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, toke
         from collectors.otel.bridge import OtlpBridge
         from collectors.scoring import local_scorer, remote_scorer
         from collectors.otel.spool import SpoolWriteError
-        from logllm_plugin.cli_serving import use_json_logs
 
         if sum(map(bool, (servers, model_dir, learn_dir))) > 1:
             raise click.UsageError("--server, --model and --learn exclude each other")
@@ -56,8 +56,8 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, toke
             scorer = local_scorer(model_dir, threads=threads)
         use_json_logs()
         try:
-            bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir,
-                                key_attributes=key_attributes, max_lines=max_lines, idle_s=idle_s,
+            sequencer = SequencerConfig(max_lines=max_lines, idle_s=idle_s, key_attributes=tuple(key_attributes))
+            bridge = OtlpBridge(listen=listen, forward=forward, scorer=scorer, spool_dir=spool_dir, sequencer=sequencer,
                                 spool_max_bytes=spool_max_mb << 20, http_listen=listen_http).start()
         except SpoolWriteError as exc:  # read-only or full disk: say so, no traceback
             raise click.ClickException(str(exc)) from None
@@ -75,4 +75,4 @@ def bridge_cmd(listen, listen_http, forward, servers, model_dir, learn_dir, toke
             pass
         bridge.stop()
 
-    _run(work)
+    run(work)

@@ -1,7 +1,6 @@
 """`train small --from-es ...`: options that read training sequences from an Elasticsearch index.
 
-Kept apart from cli.py (which only applies `history_options` and calls `load_history`) so the
-Elasticsearch client is imported only when --from-es is given.
+The Elasticsearch client is imported only when --from-es is given.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logllm_plugin.masking import MASKS, MASKS_V1, TOKEN_CACHE_SIZE, TOKEN_SAFE_MASKS, LineMasker
+from logllm_plugin.variable_masks import MASKS, MASKS_V1, TOKEN_CACHE_SIZE, TOKEN_SAFE_MASKS, LineMasker
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ Speed: one alternation over the whole line costs ~33 µs on a BGL line, twice Dr
 parsing. None of our masks can match whitespace except a timestamp written with a space
 ("2024-05-01 12:00:00"), so after the last such timestamp (usually the line's prefix) a line can
 be masked token by token, and tokens repeat ("INFO", "instruction", "cache"): a bounded dict of
-masked tokens skips the regex for most of them. tests/unit/test_masking.py checks both ways agree on every line of the sample
+masked tokens skips the regex for most of them. tests/unit/test_variable_masks.py checks both ways agree on every line of the sample
 data and on generated lines.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ HOST_MASK = (rf"(?<![\w.\-])[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-
              rf"\.(?:{TLDS})(?::\d+)?(?![\w.\-])", "*")
 # What new models train with: the e-mail mask before hosts (a mail address ends in a host).
 MASKS: tuple[tuple[str, str], ...] = MASKS_V1[:5] + (HOST_MASK,) + MASKS_V1[5:]
-# Lists whose token-by-token path is checked against the whole-line pass (tests/unit/test_masking.py).
+# Lists whose token-by-token path is checked against the whole-line pass (tests/unit/test_variable_masks.py).
 TOKEN_SAFE_MASKS = (MASKS, MASKS_V1)
 
 

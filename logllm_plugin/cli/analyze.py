@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import click
 
-from logllm_plugin.cli import _config, _load, _run, config_option, input_options, main, read_token_file
+from logllm_plugin.cli.common import (analysis_overrides, config_option, input_options, load_config, load_and_report,
+                                      read_token_file, run, server_errors)
 
-
-def analysis_overrides(llm_dir: Optional[str], adapter_dir: Optional[str]) -> dict:
-    if adapter_dir and not llm_dir:
-        raise click.UsageError("--adapter needs --llm (the base model it adapts)")
-    if not llm_dir:
-        return {}
-    return {"analysis": {"analyzer": "qwen", "llm_dir": llm_dir, "adapter_dir": adapter_dir}}
-
-
-@main.command("analyze")
+@click.command("analyze")
 @click.option("--model", "model_dir", help="Detector model directory (default: the embedded model).")
 @click.option("--input", "input_path", required=True, help="Log input: a file path or - for stdin.")
 @config_option
@@ -41,8 +32,8 @@ def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server
         overrides = {**analysis_overrides(llm_dir, adapter_dir), "sequencer": {"max_lines": max_lines}}
         if threads:
             overrides.setdefault("analysis", {})["threads"] = threads
-        config = _config(config_path, overrides)
-        sequences = _load(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
+        config = load_config(config_path, overrides)
+        sequences = load_and_report(input_path, fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
         if server:
             if model_dir or llm_dir:
                 raise click.UsageError("--server uses the server's detector and analyzer: drop --model/--llm")
@@ -54,7 +45,7 @@ def analyze_cmd(model_dir, input_path, config_path, llm_dir, adapter_dir, server
             click.echo(_pretty(row) if pretty else json.dumps(row))
         click.echo(f"{len(rows)} anomalous sequence(s) explained", err=True)
 
-    _run(work)
+    run(work)
 
 
 def _local(model_dir, config, sequences, threads=None) -> list[dict]:
@@ -75,20 +66,15 @@ def _local(model_dir, config, sequences, threads=None) -> list[dict]:
 
 
 def _remote(server, token_file, tls_ca, sequences) -> list[dict]:
-    import grpc
-
     from logllm_plugin.client import InferenceClient
 
     token = read_token_file(token_file)
     rows = []
-    try:
-        with InferenceClient(server, token=token, tls_ca=tls_ca) as client:
-            verdicts = client.detect(sequences)
-            for seq, verdict in zip(sequences, verdicts):
-                if verdict.label == "anomalous":
-                    rows.append({"id": verdict.id, "score": round(verdict.score, 6), **client.analyze(seq.lines, verdict)})
-    except grpc.RpcError as exc:
-        raise click.ClickException(f"server {server}: {exc.code().name}: {exc.details()}") from None
+    with server_errors(server), InferenceClient(server, token=token, tls_ca=tls_ca) as client:
+        verdicts = client.detect(sequences)
+        for seq, verdict in zip(sequences, verdicts):
+            if verdict.label == "anomalous":
+                rows.append({"id": verdict.id, "score": round(verdict.score, 6), **client.analyze(seq.lines, verdict)})
     return rows
 
 
