@@ -25,10 +25,10 @@ from logllm_plugin.featurize import FeaturizedBatch, featurize, pad_batch, windo
 from logllm_plugin.records import LogSequence
 from logllm_plugin.templates import TemplateStore
 from trainers.baseline import TemplateCountBaseline
-from trainers.contamination import leave_out_rare
+from trainers.contamination import leave_out_rare, screen_out_of_fold
 from trainers.evaluation import best_f1_threshold, binary_metrics
 from trainers.injection import inject_anomalies, truncated_copies
-from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate
+from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate, variant_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class _Prepared:
     valid: list[LogSequence]
     normal_history: list[LogSequence]  # what the novelty table learns
     left_out_rare: int
+    left_out_of_fold: int
     store: TemplateStore
     encoder: LineEncoder
     train_batch: FeaturizedBatch
@@ -213,18 +214,22 @@ def train_small(
 def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], config: PluginConfig,
              normal_only: bool) -> _Prepared:
     tc = config.training
-    left_out_rare = 0
+    left_out_rare = screened = 0
+    encoder = LineEncoder(config.encoder)
     if normal_only:
         train, left_out_rare = leave_out_rare(train, TemplateStore(config.templates).mask, tc.leave_out_rare_share)
         logger.info("left out %d history sequences holding the rarest lines (possible incidents)", left_out_rare)
+        if tc.oof_screen_share > 0:
+            train, screened = screen_history(train, config, encoder)
+            logger.info("left out %d history sequences holding lines far from every other part of the history "
+                        "(possible incidents)", screened)
     normal_seqs = normal_history(train, valid, normal_only)
     train, valid = prepare_labels(train, valid, config, normal_only)
     store = TemplateStore(config.templates)
     store.learn(line for seq in train for line in seq.lines)
-    encoder = LineEncoder(config.encoder)
     train_batch = featurize(store, encoder, [s.lines for s in train])
     valid_batch = featurize(store, encoder, [s.lines for s in valid]) if valid else None
-    return _Prepared(train, valid, normal_seqs, left_out_rare, store, encoder, train_batch, valid_batch,
+    return _Prepared(train, valid, normal_seqs, left_out_rare, screened, store, encoder, train_batch, valid_batch,
                      _categories(train))
 
 
@@ -355,6 +360,7 @@ def _choose_thresholds(model, data: _Prepared, config: PluginConfig, normal_only
         metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
     metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
     metrics["left_out_rare"] = data.left_out_rare
+    metrics["left_out_of_fold"] = data.left_out_of_fold
     gate = None
     if not normal_only and data.valid_batch and threshold_source == "validation":
         gate, metrics["count_gate"] = choose_count_gate(threshold_scores, threshold, base_scores, valid_labels)
@@ -415,6 +421,26 @@ def normal_history(train: list[LogSequence], valid: Optional[list[LogSequence]],
     return history
 
 
+def template_variants(store: TemplateStore, history: Sequence[LogSequence]) -> list[set[str]]:
+    """The masked lines of each template the history holds (the variants of one event)."""
+    variants: dict[int, set[str]] = {}
+    for s in history:
+        for line in s.lines:
+            match = store.lookup(line)
+            variants.setdefault(match.template_id, set()).add(match.text)
+    return list(variants.values())
+
+
+def screen_history(history: list[LogSequence], config: PluginConfig, encoder: LineEncoder) -> tuple[list[LogSequence], int]:
+    """--normal-only history without the sequences the out-of-fold screen flags
+    (trainers/contamination.py), with the variant tolerance of templates mined on this history."""
+    store = TemplateStore(config.templates)
+    unlabeled = [s for s in history if s.label != 1]
+    store.learn(line for s in unlabeled for line in s.lines)
+    tolerance = variant_tolerance(template_variants(store, unlabeled), encoder.encode)
+    return screen_out_of_fold(history, store.mask, encoder.encode, tolerance, config.training.oof_screen_share)
+
+
 def fit_novelty(store: TemplateStore, encoder: LineEncoder, history: list[LogSequence],
                 calibrated: bool) -> NoveltyScorer:
     """The history table (every model keeps one for eval's novelty rule) and, for label-free
@@ -425,12 +451,7 @@ def fit_novelty(store: TemplateStore, encoder: LineEncoder, history: list[LogSeq
         from trainers.novelty import Calibration
 
         return NoveltyScorer(table, Calibration(measured={"note": "not calibrated (supervised model)"}))
-    variants: dict[int, set[str]] = {}
-    for s in history:
-        for line in s.lines:
-            match = store.lookup(line)
-            variants.setdefault(match.template_id, set()).add(match.text)
-    return NoveltyScorer(table, calibrate(masked, encoder.encode, list(variants.values()), TARGET_FPR))
+    return NoveltyScorer(table, calibrate(masked, encoder.encode, template_variants(store, history), TARGET_FPR))
 
 
 def normal_fpr_threshold(f1_threshold: float, valid: list[LogSequence], scores, labels) -> float:

@@ -140,7 +140,7 @@ def test_a_damaged_json_array_yields_its_good_items_or_an_input_error(tmp_path_f
 @given(lines=st.lists(raw_line, min_size=1, max_size=60), max_lines=st.integers(1, 15))
 @example(lines=[b"\xef\xbb\xbf"], max_lines=1)  # a BOM alone is an empty line
 @example(lines=[b"\x00", b"\x1c"], max_lines=1)  # NUL is text; U+001C alone is whitespace
-def test_load_sequences_puts_every_text_line_into_exactly_one_sequence_in_order(tmp_path_factory, lines, max_lines):
+def test_load_input_puts_every_text_line_into_exactly_one_sequence_in_order(tmp_path_factory, lines, max_lines):
     """Promise: the text path of load_input (reader + sequencer) keeps every non-empty line,
     each in exactly one sequence, in file order."""
     path = write(tmp_path_factory.mktemp("fuzz"), lines)

@@ -113,3 +113,24 @@ def test_count_gate_keeps_the_model_unless_validation_favours_the_count_view():
     assert gate in ("count", "max") and options[gate]["f1"] == 1.0 > options["model"]["f1"]
     strong_model = np.array([0.1] * 8 + [0.9] * 4)
     assert choose_count_gate(strong_model, 0.5, counts, labels)[0] is None  # ties keep the model
+
+
+def test_the_label_free_trainer_leaves_a_bursty_incident_out_of_its_history_when_the_screen_is_on(tmp_path):
+    """An incident repeating its error line over 12 consecutive requests is not rare (the rarity
+    screen keeps it), so without the out-of-fold screen its line becomes "seen"; with it, the
+    trainer (the one learning mode runs) leaves those requests out and the line stays novel."""
+    import dataclasses
+    import json
+
+    rng = random.Random(7)
+    history = [LogSequence(id=f"h{i}", lines=workflow(rng, "foreign" if 100 <= i < 112 else "normal"))
+               for i in range(400)]
+    error = "ERROR ledger write failed for order <*>"
+    for share, expect_out, expect_seen in ((0.0, 0, True), (0.05, 12, False)):
+        config = tiny_config(epochs=2, seed=0)
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, oof_screen_share=share))
+        outcome = train_small(list(history), None, config, tmp_path / f"m{share}", normal_only=True)
+        table = NoveltyScorer.from_dict(json.loads((tmp_path / f"m{share}" / NOVELTY_FILE).read_text())).table
+        assert outcome.metrics["left_out_rare"] == 0 and outcome.metrics["left_out_of_fold"] == expect_out, share
+        assert (error in table.support) == expect_seen, (share, sorted(table.support))
+        assert "order <*> received" in table.support

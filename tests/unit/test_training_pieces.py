@@ -140,3 +140,67 @@ def test_history_sequences_with_the_rarest_lines_are_left_out_within_a_budget():
     history[480].label = 1  # an operator's labeled anomaly stays training data
     kept, left = leave_out_rare(history, lambda line: line, max_share=0.01)
     assert left == 4 and any(s.id == "s480" for s in kept) and not any(s.id == "s481" for s in kept)
+
+
+def _trigram_embed(texts):
+    """A deterministic stand-in for the line encoder: unit-norm hashed character trigrams, so lines
+    that share most of their text lie close and unrelated lines lie far apart."""
+    import zlib
+
+    rows = np.zeros((len(texts), 512), dtype=np.float32)
+    for r, text in enumerate(texts):
+        padded = f"  {text}  "
+        for i in range(len(padded) - 2):
+            rows[r, zlib.crc32(padded[i:i + 3].encode()) % 512] += 1.0
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def _history_with_a_burst():
+    """300 time-ordered windows of steady traffic; windows 60-67 are an incident that repeats its
+    error lines (8 windows: not rare); window 250 holds a new variant of a known line."""
+    steady = ["GET /api/users 200 in <*> ms", "db pool checkout ok", "GET /api/orders 200 in <*> ms",
+              "cache hit ratio <*>", "GET /healthz 200"]
+    history = [[steady[(n + k) % len(steady)] for k in range(5)] for n in range(300)]
+    for n in range(60, 68):
+        history[n] = ["GET /api/users 200 in <*> ms", "kernel: EXT4-fs error device sda1 journal aborted",
+                      "raid controller reset: disk 3 offline", "GET /api/orders 503 in <*> ms"]
+    history[250] = steady[:4] + ["GET /api/users 204 in <*> ms"]
+    return history
+
+
+def test_the_out_of_fold_screen_leaves_out_a_bursty_incident_that_rarity_misses():
+    from trainers.contamination import out_of_fold_distances, out_of_fold_sequences, rare_line_sequences
+
+    history = _history_with_a_burst()
+    burst = list(range(60, 68))
+    assert not set(rare_line_sequences(history, max_share=0.05)) & set(burst)  # 8 holders: not rare
+    scores = out_of_fold_distances(history, _trigram_embed)
+    assert (scores[burst] > 0.5).all()  # the error lines: nothing like them in the other half
+    assert 0 < scores[250] < 0.3  # unseen in the other half, but a variant of a known line
+    assert scores[[n for n in range(300) if n not in burst + [250]]].max() == 0.0
+    assert out_of_fold_sequences(history, _trigram_embed, tolerance=0.3, max_share=0.05) == burst
+    assert out_of_fold_sequences(history, _trigram_embed, tolerance=0.3, max_share=0.01) == burst[:3]  # the budget
+    assert out_of_fold_sequences(history, _trigram_embed, tolerance=0.3, max_share=0.0) == []
+    # steady traffic alone (the burst replaced): nothing flagged, nothing lost
+    clean = [h for n, h in enumerate(history) if n not in burst]
+    assert out_of_fold_sequences(clean, _trigram_embed, tolerance=0.3, max_share=0.1) == []
+
+
+def test_the_out_of_fold_screen_keeps_labeled_anomalies_and_history_order():
+    from trainers.contamination import screen_out_of_fold
+
+    history = [LogSequence(id=f"s{n}", lines=list(lines), label=None)
+               for n, lines in enumerate(_history_with_a_burst())]
+    history[61].label = 1  # an operator's labeled anomaly stays training data
+    kept, left = screen_out_of_fold(history, lambda line: line, _trigram_embed, tolerance=0.3, max_share=0.05)
+    ids = [s.id for s in kept]
+    assert left == 7 and "s61" in ids and not {f"s{n}" for n in (60, *range(62, 68))} & set(ids)
+    assert ids == [s.id for s in history if s.id in set(ids)] and "s250" in ids
+
+
+def test_oof_screen_share_is_validated():
+    from logllm_plugin.config import TrainingConfig
+
+    assert TrainingConfig().oof_screen_share == 0.0
+    assert any("oof_screen_share" in p for p in TrainingConfig(oof_screen_share=0.5).problems())
+    assert not TrainingConfig(oof_screen_share=0.1).problems()
