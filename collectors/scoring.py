@@ -2,7 +2,8 @@
 the gRPC server, or a detector in this process.
 
 A scorer is called `scorer.score(list_of_line_lists, timeout_s) -> list[Verdict]` (or as a
-function, the same call) and raises `ScoringFailed` with the `logllm.status` to record
+function, the same call; the integrations pass `records.ClosedLines`, lists that also carry why
+their sequence closed) and raises `ScoringFailed` with the `logllm.status` to record
 (`unavailable`, `timeout`, `rejected`) when it has no answer; `close()` releases what it holds.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ class RemoteScorer(Scorer):
         if timeout_s <= 0:
             raise ScoringFailed(STATUS_TIMEOUT, "no time left in the latency budget")
         try:
-            return self.client.detect([list(s) for s in sequences], timeout_s=timeout_s)
+            return self.client.detect(list(sequences), timeout_s=timeout_s)  # ClosedLines keep closed_by
         except TimeoutError as exc:
             raise ScoringFailed(STATUS_TIMEOUT, str(exc)) from None
         except grpc.RpcError as exc:
@@ -72,7 +73,7 @@ class LocalScorer(Scorer):
 
     def score(self, sequences: Sequence[Sequence[str]], timeout_s: float) -> list[Verdict]:
         try:
-            return self.detector.detect([list(s) for s in sequences])
+            return self.detector.detect(list(sequences))  # ClosedLines keep closed_by for a learner
         except Exception as exc:  # a broken model must not take the application's logging down
             raise ScoringFailed(STATUS_REJECTED, f"{type(exc).__name__}: {exc}") from None
 

@@ -53,7 +53,7 @@ def to_request(sequences: Sequence[SequenceLike]) -> pb.DetectRequest:
         elif isinstance(s, str):
             raise TypeError("detect() takes a list of sequences (lists of lines), not a list of lines")
         else:
-            out.append(pb.Sequence(id=str(n), lines=list(s)))
+            out.append(pb.Sequence(id=str(n), lines=list(s), closed_by=getattr(s, "closed_by", None) or ""))
     return pb.DetectRequest(sequences=out)
 
 

@@ -40,6 +40,20 @@ class LogSequence:
     explanation: Optional[str] = None  # why it is anomalous, when the data says (LLM fine-tuning)
 
 
+class ClosedLines(list):
+    """A sequence's lines, a plain list to every scorer, that also says why the sequencer closed it
+    (`closed_by`): integrations hand these to scorers, so a learner, in process or behind the
+    server, keeps the reason with its history while custom scorers see lists of lines as before."""
+
+    def __init__(self, lines, closed_by: Optional[str] = None):
+        super().__init__(lines)
+        self.closed_by = closed_by
+
+    @classmethod
+    def of(cls, sequence: "LogSequence") -> "ClosedLines":
+        return cls(sequence.lines, sequence.closed_by)
+
+
 @dataclass
 class Verdict:
     """What the detector says about one sequence."""

@@ -27,7 +27,7 @@ from collectors.elastic.fields import ANNOTATED_AT, EVENT_INGESTED, TIMESTAMP, g
 from collectors.annotations import (STATUS_OK, SEQUENCE_ID, SEQUENCE_KEY, SUGGESTION, SUMMARY,
                                          record_annotations)
 from collectors.scoring import ScoringFailed
-from logllm_plugin.records import LogRecord, LogSequence
+from logllm_plugin.records import ClosedLines, LogRecord, LogSequence
 from logllm_plugin.sequencer import DEFAULT_KEY, Sequencer, SequencerConfig
 
 logger = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class Annotator:
             self._annotate(chunk)
 
     def _score(self, chunk: list[LogSequence]) -> tuple[Optional[list], str]:
-        lines = [s.lines for s in chunk]
+        lines = [ClosedLines.of(s) for s in chunk]  # lists of lines that carry closed_by to a learner
         for attempt in range(self.config.score_attempts):
             try:
                 return self.score(lines, self.config.score_timeout_s), STATUS_OK

@@ -33,7 +33,7 @@ from collectors.annotations import STATUS_OK, STATUS_REJECTED, record_annotation
 from collectors.otel.bridge_metrics import BridgeMetrics
 from collectors.scoring import Scorer, ScoringFailed
 from collectors.otel.spool import Spool, SpoolFull, SpoolWriteError
-from logllm_plugin.records import LogRecord
+from logllm_plugin.records import ClosedLines, LogRecord
 from logllm_plugin.sequencer import Sequencer, SequencerConfig
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class OtlpBridge:
     def _deliver(self, sequences) -> bool:
         started = time.monotonic()
         try:
-            verdicts, status = self._scorer([s.lines for s in sequences], self._score_timeout_s), STATUS_OK
+            verdicts, status = self._scorer([ClosedLines.of(s) for s in sequences], self._score_timeout_s), STATUS_OK
         except ScoringFailed as exc:
             verdicts, status = [None] * len(sequences), exc.status
             logger.warning("forwarding %d sequences unscored (%s)", len(sequences), exc)

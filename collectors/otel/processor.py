@@ -30,7 +30,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor
 from collectors.annotations import (CATEGORY, LABEL, SCORE, SEQUENCE_ID, STATUS, STATUS_OK, STATUS_REJECTED,
                                          record_annotations)
 from collectors.scoring import Scorer, ScoringFailed, local_scorer, remote_scorer
-from logllm_plugin.records import LogRecord
+from logllm_plugin.records import ClosedLines, LogRecord
 from logllm_plugin.sequencer import Sequencer, SequencerConfig
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class LogLLMProcessor(LogRecordProcessor):
         oldest = min(self._held[i].arrived for s in sequences for i in s.source_lines)
         timeout_s = oldest + self.latency_budget_s - time.monotonic()
         try:
-            verdicts, status = self._scorer([s.lines for s in sequences], timeout_s), STATUS_OK
+            verdicts, status = self._scorer([ClosedLines.of(s) for s in sequences], timeout_s), STATUS_OK
         except ScoringFailed as exc:
             verdicts, status = [None] * len(sequences), exc.status
             logger.warning("sequences passed on unscored (%s)", exc)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from logllm_plugin import __version__
 from logllm_plugin.config import ServerConfig
-from logllm_plugin.records import LogSequence, Verdict
+from logllm_plugin.records import ClosedLines, Verdict
 from logllm_plugin.serving.batcher import DynamicBatcher
 from logllm_plugin.serving.metrics import ServerMetrics
 from logllm_plugin.sequencer import CLOSE_REASONS
@@ -82,11 +82,9 @@ def validate(sequences: Sequence[SequenceIn], limits: ServerConfig) -> None:
                 raise InvalidRequest(f"sequence {n} line {k} is longer than {limits.max_line_bytes} bytes")
 
 
-def _scored_part(seq: SequenceIn):
-    """The lines to score; with the sender's close reason, as a LogSequence so that a learner keeps
-    it with its history (a detector takes either)."""
-    lines = [seq.lines[k] for k in seq.kept]
-    return LogSequence(id=seq.id, lines=lines, closed_by=seq.closed_by) if seq.closed_by else lines
+def _scored_part(seq: SequenceIn) -> ClosedLines:
+    """The lines to score, with the sender's close reason (a learner keeps it with its history)."""
+    return ClosedLines([seq.lines[k] for k in seq.kept], seq.closed_by or None)
 
 
 def resolve_dtype(requested: str, device_type: str) -> str:

@@ -186,6 +186,9 @@ def test_in_a_python_service_the_processor_learns_the_services_normal(tmp_path):
         learning = attrs(exporter)
         assert len(learning) == sum(len(r) for r in requests[:300])
         assert {(a["logllm.status"], a["logllm.anomaly.label"]) for a in learning} == {("learning", "unscored")}
+        # the history keeps why each sequence closed (force_flush ends them: `end`), for the trainer's edges
+        edges = [e.edge for e in learner.history.entries()]
+        assert len(edges) == 300 and "end" in edges and None not in edges
         deadline = time.monotonic() + 900
         while learner.state != "serving" and time.monotonic() < deadline:
             time.sleep(1)
