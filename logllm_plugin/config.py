@@ -259,7 +259,9 @@ class LearningConfig:
     retrain_every_s: float = 6 * 3600.0  # scheduled retrain over the recent history; 0: never
     min_new_sequences: int = 200  # a scheduled retrain waits until this many arrived since the last
     history_max_bytes: int = 256 << 20  # on disk, per source; the oldest segments go first
-    train_max_sequences: int = 4000  # most recent history a model trains on (bounds training time)
+    # Most recent history a model trains on (bounds training time). HDFS (6,096 blocks of history):
+    # 4,000 → F1 0.619, serving after 108 s; all → 0.645, 223 s (README, Learning mode).
+    train_max_sequences: int = 8000
     holdout_fraction: float = 0.2  # share of the recent history (every k-th sequence) kept out of training for the checks
     # Optional: raise the threshold until at most this share of (every other) held-out recent sequence
     # is flagged. Off by default: the label-free trainer already cuts at a false-positive rate on
