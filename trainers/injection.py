@@ -26,6 +26,7 @@ FOREIGN_LINES = (
 )
 
 KINDS = ("dropped", "duplicated", "reordered", "foreign")
+GIVE_UP_AFTER = 20  # bases in a row that could not take a kind: go on with the next kind
 
 
 def _inject_one(lines: list[str], kind: str, rng: random.Random, foreign_pool: Sequence[str]) -> list[str] | None:
@@ -60,14 +61,18 @@ def inject_anomalies(normal: Sequence[LogSequence], rate: float, seed: int) -> l
     if not candidates:
         return result
     target = max(1, int(round(rate * len(normal))))
-    made = attempts = 0
+    made = attempts = failed = skipped = 0
     while made < target and attempts < target * 20:
         attempts += 1
         base = rng.choice(candidates)
-        kind = KINDS[made % len(KINDS)]
+        kind = KINDS[(made + skipped) % len(KINDS)]
         broken = _inject_one(list(base.lines), kind, rng, FOREIGN_LINES)
         if broken is None:
+            failed += 1
+            if failed == GIVE_UP_AFTER:  # this history cannot take the kind (no inner step in 1-2 lines)
+                skipped, failed = skipped + 1, 0
             continue
+        failed = 0
         result.append(LogSequence(id=f"{base.id}~{kind}{made}", lines=broken, key=base.key, label=1, category=kind))
         made += 1
     return result

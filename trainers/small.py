@@ -100,6 +100,9 @@ def prepare_labels(train: list[LogSequence], valid: Optional[list[LogSequence]],
     if unlabeled:
         raise TrainingDataError(f"{unlabeled} training sequences have no label; add labels or use --normal-only")
     positives = sum(1 for s in train if s.label == 1)
+    if normal_only and positives == 0:
+        raise TrainingDataError(f"--normal-only: no anomaly could be injected into the {len(train)} training "
+                                "sequences (they need at least one line)")
     if positives == 0 or positives == len(train):
         raise TrainingDataError(
             f"training data holds {positives} anomalous of {len(train)} sequences: both classes are needed "

@@ -50,6 +50,15 @@ def test_injected_anomalies_are_labeled_changed_and_deterministic():
     assert [s.lines for s in first] == [s.lines for s in again]
 
 
+def test_sequences_of_one_or_two_lines_still_get_their_share_of_injected_anomalies():
+    """No inner step to drop in 1-2 lines: the kinds that fit are injected instead (HDFS fragments
+    of one or two lines used to get none, and --normal-only failed saying it needed two classes)."""
+    normal = [LogSequence(id=f"n{i}", lines=[f"block {i} opened", f"block {i} closed"][: 1 + i % 2]) for i in range(100)]
+    broken = [s for s in inject_anomalies(normal, rate=0.3, seed=1) if s.label == 1]
+    assert len(broken) == 30
+    assert {s.category for s in broken} == {"duplicated", "reordered", "foreign"}
+
+
 def test_a_dropped_step_is_an_inner_one_so_a_cut_session_is_not_taught_as_broken():
     lines = [f"step {k} of job" for k in "abcdef"]
     normal = [LogSequence(id=f"n{i}", lines=list(lines), label=None) for i in range(200)]
