@@ -204,7 +204,8 @@ def run_learning_bench(data_path: str, *, train_fraction: float = 0.7, contamina
             result["stream_s"] = round(streamed - started, 1)
             result["last_training"] = state.get("last_training")
             if state["state"] != "serving":
-                result["learned"] = {"error": "the first candidate failed its checks", **prf(labels, [0] * len(labels))}
+                why = (state.get("last_training") or {}).get("error") or "the first candidate failed its checks"
+                result["learned"] = {"error": f"nothing serves: {why}", **prf(labels, [0] * len(labels))}
             else:
                 progress(f"serving {state['version']}; streaming {len(test)} test sequences")
                 verdicts = server.detect([s.lines for s in test])
