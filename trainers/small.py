@@ -37,6 +37,9 @@ TEMPLATE_DROPOUT = 0.05  # share of training lines shown as "novel" so the novel
 # the higher of this quantile and the best F1 on injected anomalies, so a model that learned the
 # injections but not the system cannot flood users with false alarms.
 TARGET_FPR = 0.02
+# Model scores this close in logit space are one score (the same sequence, rounded differently):
+# a threshold never sits between them (see cut_above).
+TIE_LOGIT = 1e-4
 # --normal-only trains on history plus about half as many injected copies, and long sequences
 # give up to 16 windows each: 4,000 sequences made ~60,000 distinct windows and 808 s of training.
 # Each epoch takes a random share of at most this many windows (the novelty view, not the epochs,
@@ -459,13 +462,41 @@ def fit_novelty(store: TemplateStore, encoder: LineEncoder, history: list[LogSeq
 
 def normal_fpr_threshold(f1_threshold: float, valid: list[LogSequence], scores, labels) -> float:
     """The model's own cut: never below the (1 - TARGET_FPR) quantile of its scores on held-out
-    normal sequences (the genuine ones, not injected copies)."""
+    normal sequences (the genuine ones, not injected copies), and never on a held-out score.
+
+    Identical normal sequences score identically, so the quantile often lands on a whole cluster
+    of them (27 test requests of one workflow on the generated set). A cut one ulp above that
+    score, as it was, flipped the cluster with rounding alone: the detector compares the shifted
+    logit with 0.5, and 1e-7 embedding noise or another evaluation order moved F1 by 0.08. The
+    cut goes to the middle, in logit space, of the gap above the quantile's cluster instead.
+    """
     normal = [float(x) for x, y in zip(scores, labels) if y == 0] \
         if valid and len(valid) == len(scores) else []
     if not normal:
         return float(f1_threshold)
     cut = float(np.quantile(normal, 1.0 - TARGET_FPR))
-    return float(min(max(f1_threshold, np.nextafter(cut, 1.0)), 1.0 - 1e-9))
+    return float(min(max(f1_threshold, cut_above(normal, cut)), 1.0 - 1e-9))
+
+
+def _logit(p) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+    return np.log(q / (1 - q))
+
+
+def cut_above(scores: Sequence[float], cut: float, tie: float = TIE_LOGIT) -> float:
+    """A threshold above `cut` that keeps every score at or near it (within `tie` in logit space:
+    the same sequence after rounding) below, halfway in logit space to the next higher score, or
+    the gap to the top score's cluster mirrored when none lies above (so noise cannot tip it over)."""
+    logits = _logit(scores)
+    c = float(_logit(cut))
+    above = logits[logits > c + tie]
+    if above.size:
+        mid = (c + float(above.min())) / 2
+    else:
+        below = logits[logits < c - tie]
+        gap = c - float(below.max()) if below.size else 1.0
+        mid = c + max(gap / 2, tie)
+    return float(1.0 / (1.0 + np.exp(-mid)))
 
 
 def combined_scores(novelty: NoveltyScorer, model_threshold: float, model_scores, sequences, store: TemplateStore,

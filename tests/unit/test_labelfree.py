@@ -115,6 +115,43 @@ def test_count_gate_keeps_the_model_unless_validation_favours_the_count_view():
     assert choose_count_gate(strong_model, 0.5, counts, labels)[0] is None  # ties keep the model
 
 
+def _detector_flags(scores, model_threshold):
+    """The detector's label-free decision on the model view: shifted logit, compared with 0.5."""
+    p = np.clip(np.asarray(scores, dtype=float), 1e-12, 1 - 1e-12)
+    shift = np.log(model_threshold / (1 - model_threshold))
+    return 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) - shift))) >= 0.5
+
+
+def test_the_label_free_cut_does_not_sit_on_a_cluster_of_identical_normal_scores():
+    """Identical held-out sequences score identically; the 98% quantile landing on their score
+    must not leave the cut one rounding error away from flagging all of them."""
+    from trainers.small import normal_fpr_threshold
+
+    rng = np.random.default_rng(0)
+    cluster = 0.6956275402616333  # one frequent workflow: 5% of held-out normal sequences
+    normal = np.concatenate([rng.uniform(0.05, 0.6, 950), [cluster] * 50, rng.uniform(0.72, 0.9, 10)])
+    labels = [0] * len(normal)
+    valid = [LogSequence(id=str(i), lines=["x"], label=0) for i in range(len(normal))]
+    assert np.quantile(normal, 0.98) == cluster  # the case: the quantile is the cluster's score
+    cut = normal_fpr_threshold(0.3, valid, normal, labels)
+    for eps in (-1e-7, -1e-12, 0.0, 1e-12, 1e-7):  # the same sequences, rounded or embedded a bit differently
+        assert not _detector_flags([cluster + eps], cut).any(), eps
+    assert _detector_flags([0.72], cut).all()  # the next higher held-out score is still flagged
+    # ... and the cut keeps its decision when the held-out scores come in another order
+    order = rng.permutation(len(normal))
+    assert normal_fpr_threshold(0.3, valid, normal[order], labels) == cut
+    # a best-F1 cut above the quantile wins as before
+    assert normal_fpr_threshold(0.8, valid, normal, labels) == 0.8
+
+
+def test_the_label_free_cut_keeps_a_margin_when_the_quantile_is_the_top_score():
+    from trainers.small import cut_above
+
+    scores = [0.1, 0.2, 0.5, 0.5, 0.5]
+    cut = cut_above(scores, 0.5)
+    assert not _detector_flags([0.5 + 1e-7], cut).any() and _detector_flags([0.7], cut).all()
+
+
 def test_the_label_free_trainer_leaves_a_bursty_incident_out_of_its_history_when_the_screen_is_on(tmp_path):
     """An incident repeating its error line over 12 consecutive requests is not rare (the rarity
     screen keeps it), so without the out-of-fold screen its line becomes "seen"; with it, the
