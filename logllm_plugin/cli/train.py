@@ -9,7 +9,7 @@ import click
 from logllm_plugin.cli.common import config_option, input_options, load_config, load_and_report, logger, run
 from logllm_plugin.cli.history_source import history_options, load_history
 
-# What `--valid` defaults to; README and configs/plugin.yaml say the same (tests/unit/test_cli_docs.py).
+# What `--valid` defaults to; README and configs/plugin.yaml say the same (tests/e2e/test_cli_wiring.py).
 VALID_HELP = ("Validation data for the threshold (default: a seeded random training.valid_fraction, 20%, "
               "of --train; training.holdout: tail takes the last part instead).")
 @click.group("train")
