@@ -179,6 +179,9 @@ class Detector:
         # the novelty score (0.5 its cut). None for models trained with labels and older dirs.
         self.novelty = None
         self.model_threshold: Optional[float] = None
+        # False when the trainer's view choice found the model's flags cost more false positives
+        # than they add catches on held-out history (trainers/view_choice.py): novelty decides alone.
+        self.novelty_uses_model = True
         # Supervised models whose validation favoured the template-count view keep it as a gate.
         self.count_gate: Optional[CountGate] = None
         # Seconds spent per stage since the last reset (benchmarks read them; cheap to keep).
@@ -232,6 +235,7 @@ class Detector:
             try:
                 detector.novelty = NoveltyScorer.from_dict(read_json(path / combine["file"]))
                 detector.model_threshold = float(combine["model_threshold"])
+                detector.novelty_uses_model = bool(combine.get("use_model", True))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ModelDirError(f"{path}: novelty table unusable: {exc}") from None
         return detector
@@ -447,6 +451,8 @@ class Detector:
             model_score = float(sigmoid(np.array(logit - shift)))
             if self.count_gate is not None and self.count_gate.mode == "count":
                 model_score = 0.0  # the gate found the count view better than the model on validation
+            if self.novelty is not None and not self.novelty_uses_model:
+                model_score = 0.0  # the views chosen at training leave the model out
             best = model_score
             if self.novelty is not None:
                 novelty_score, positions = self.novelty.score(masked[n])

@@ -22,12 +22,15 @@ Masked = Sequence[str]  # one sequence as its masked lines
 @dataclass
 class HistoryTable:
     """What normal history held: each masked line with its support (sequences holding it) and
-    its largest count in one sequence, and the consecutive pairs of masked lines."""
+    its largest count in one sequence, and the consecutive pairs of masked lines with their counts."""
 
     support: dict[str, int] = field(default_factory=dict)
     max_count: dict[str, int] = field(default_factory=dict)
-    pairs: set[tuple[str, str]] = field(default_factory=set)
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)
     sequences: int = 0
+
+    def __post_init__(self) -> None:
+        self._chances: Optional[tuple[dict[str, float], dict[str, float]]] = None
 
     @classmethod
     def fit(cls, history: Sequence[Masked]) -> "HistoryTable":
@@ -38,6 +41,7 @@ class HistoryTable:
 
     def add(self, lines: Masked) -> None:
         self.sequences += 1
+        self._chances = None
         counts: dict[str, int] = {}
         for line in lines:
             counts[line] = counts.get(line, 0) + 1
@@ -45,15 +49,52 @@ class HistoryTable:
             self.support[line] = self.support.get(line, 0) + 1
             if n > self.max_count.get(line, 0):
                 self.max_count[line] = n
-        self.pairs.update(zip(lines, lines[1:]))
+        for pair in zip(lines, lines[1:]):
+            self.pairs[pair] = self.pairs.get(pair, 0) + 1
 
     def unseen_lines(self, lines: Masked) -> list[int]:
         return [i for i, line in enumerate(lines) if line not in self.support]
 
-    def unseen_pairs(self, lines: Masked) -> list[int]:
-        """Positions i where (lines[i-1], lines[i]) is new although both lines are known."""
-        return [i for i in range(1, len(lines)) if lines[i - 1] in self.support and lines[i] in self.support
-                and (lines[i - 1], lines[i]) not in self.pairs]
+    def unseen_pairs(self, lines: Masked, max_chance: Optional[float] = None) -> list[int]:
+        """Positions i where (lines[i-1], lines[i]) is new although both lines are known; with
+        `max_chance`, only those whose `new_transition_chance` is at most that."""
+        found = [i for i in range(1, len(lines)) if lines[i - 1] in self.support and lines[i] in self.support
+                 and (lines[i - 1], lines[i]) not in self.pairs]
+        if max_chance is None:
+            return found
+        return [i for i in found if self.new_transition_chance(lines[i - 1], lines[i]) <= max_chance]
+
+    def new_transition_chance(self, before: str, after: str) -> float:
+        """How likely history makes a transition never seen from `before` or into `after`: the
+        Good-Turing estimate (transitions seen once / all transitions, add-one smoothed), the higher
+        of the two sides. A step that is always followed by the same next step scores ~0, so a new
+        successor there is strong evidence; a line that turns up anywhere (a benign WARN, a
+        heartbeat, interleaved syslog) meets new neighbours all the time and scores high."""
+        if self._chances is None:
+            self._chances = self._transition_chances()
+        after_chance, before_chance = self._chances
+        return max(after_chance.get(before, 1.0), before_chance.get(after, 1.0))
+
+    def _transition_chances(self) -> tuple[dict[str, float], dict[str, float]]:
+        totals = ({}, {})  # transitions out of a line, into a line
+        once = ({}, {})
+        for (a, b), n in self.pairs.items():
+            for side, line in ((0, a), (1, b)):
+                totals[side][line] = totals[side].get(line, 0) + n
+                if n == 1:
+                    once[side][line] = once[side].get(line, 0) + 1
+        chance = tuple({line: (once[side].get(line, 0) + 1) / (total + 2) for line, total in totals[side].items()}
+                       for side in (0, 1))
+        # a known line with no transition on a side (always first, always last): half a chance
+        for side in (0, 1):
+            for line in self.support:
+                chance[side].setdefault(line, 0.5)
+        return chance[0], chance[1]
+
+    def min_new_transition_chance(self, lines: Masked) -> float:
+        """The most surprising unseen transition of a sequence (2.0 when it has none)."""
+        return min((self.new_transition_chance(lines[i - 1], lines[i]) for i in self.unseen_pairs(lines)),
+                   default=2.0)
 
     def excess_counts(self, lines: Masked) -> list[int]:
         """Positions of known lines that occur more often here than in any history sequence."""
@@ -66,19 +107,24 @@ class HistoryTable:
     def to_dict(self) -> dict:
         lines = sorted(self.support)
         index = {line: i for i, line in enumerate(lines)}
+        pairs = sorted(([index[a], index[b]], n) for (a, b), n in self.pairs.items())
         return {
             "sequences": self.sequences,
             "lines": lines,
             "support": [self.support[x] for x in lines],
             "max_count": [self.max_count[x] for x in lines],
-            "pairs": sorted([index[a], index[b]] for a, b in self.pairs),
+            "pairs": [p for p, _ in pairs],
+            "pair_counts": [n for _, n in pairs],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "HistoryTable":
         lines = list(data["lines"])
+        # tables written before pair counts were kept count every pair once
+        counts = data.get("pair_counts") or [1] * len(data["pairs"])
         return cls(dict(zip(lines, map(int, data["support"]))), dict(zip(lines, map(int, data["max_count"]))),
-                   {(lines[a], lines[b]) for a, b in data["pairs"]}, int(data.get("sequences", 0)))
+                   {(lines[a], lines[b]): int(n) for (a, b), n in zip(data["pairs"], counts)},
+                   int(data.get("sequences", 0)))
 
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts → [N, D] unit-norm rows
@@ -105,6 +151,9 @@ class Calibration:
 
     line_distance: float = 0.0  # an unseen line farther than this from every seen line is evidence
     use_pairs: bool = True
+    # unseen transitions count only where history makes them this unlikely (new_transition_chance;
+    # 1.0 or more: every unseen transition, as before the chance was kept)
+    pair_chance: float = 1.0
     use_counts: bool = True
     target_fpr: float = 0.02
     measured: dict = field(default_factory=dict)  # held-out rates behind the choices, for metrics.json
@@ -150,7 +199,7 @@ class NoveltyScorer:
                 best = min(best, 0.499)
             evidence = [unseen[i] for i in np.argsort(-dist, kind="stable")[:3]]
         if best < EVIDENCE_SCORE and c.use_pairs:
-            pairs = self.table.unseen_pairs(lines)
+            pairs = self.table.unseen_pairs(lines, c.pair_chance if c.pair_chance < 1.0 else None)
             if pairs:
                 best, evidence = EVIDENCE_SCORE, sorted({p for i in pairs[:2] for p in (i - 1, i)})
         if best < EVIDENCE_SCORE and c.use_counts:
@@ -167,7 +216,7 @@ class NoveltyScorer:
         c = self.calibration
         return {"format_version": FORMAT_VERSION, "table": self.table.to_dict(),
                 "calibration": {"line_distance": c.line_distance, "use_pairs": c.use_pairs,
-                                "use_counts": c.use_counts, "target_fpr": c.target_fpr, "measured": c.measured}}
+                                "pair_chance": c.pair_chance, "use_counts": c.use_counts, "target_fpr": c.target_fpr, "measured": c.measured}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "NoveltyScorer":
@@ -176,7 +225,7 @@ class NoveltyScorer:
         c = data.get("calibration", {})
         return cls(HistoryTable.from_dict(data["table"]),
                    Calibration(float(c.get("line_distance", 0.0)), bool(c.get("use_pairs", True)),
-                               bool(c.get("use_counts", True)), float(c.get("target_fpr", 0.02)),
-                               dict(c.get("measured", {}))))
+                               float(c.get("pair_chance", 1.0)), bool(c.get("use_counts", True)),
+                               float(c.get("target_fpr", 0.02)), dict(c.get("measured", {}))))
 
 

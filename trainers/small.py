@@ -29,6 +29,8 @@ from trainers.contamination import leave_out_rare, screen_out_of_fold
 from trainers.evaluation import best_f1_threshold, binary_metrics
 from trainers.injection import inject_anomalies, truncated_copies
 from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate, variant_tolerance
+from trainers.view_choice import HeldOutEvidence, choose_views
+from trainers.view_choice import apply as apply_views
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +174,7 @@ class _Prepared:
     train: list[LogSequence]
     valid: list[LogSequence]
     normal_history: list[LogSequence]  # what the novelty table learns
+    training_part_history: list[LogSequence]  # --normal-only: the history less its validation part
     left_out_rare: int
     left_out_of_fold: int
     store: TemplateStore
@@ -193,6 +196,7 @@ class _Thresholds:
     threshold: float  # what detector.json says: 0.5 for label-free and count-gated models
     model_threshold: Optional[float]  # the model's own cut where the decision combines views
     gate: Optional[str]  # the count-view gate chosen for a supervised model, if any
+    use_model: bool  # label-free: the model's score takes part in the decision (view_choice)
     metrics: dict
     novelty: NoveltyScorer
     baseline: TemplateCountBaseline
@@ -230,13 +234,16 @@ def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], confi
             logger.info("left out %d history sequences holding lines far from every other part of the history "
                         "(possible incidents)", screened)
     normal_seqs = normal_history(train, valid, normal_only)
+    if normal_only and valid is None:
+        train, valid = split_holdout(train, tc.valid_fraction, tc.holdout, tc.seed)
+    training_part_history = [s for s in train if s.label != 1] if normal_only else []
     train, valid = prepare_labels(train, valid, config, normal_only)
     store = TemplateStore(config.templates)
     store.learn(line for seq in train for line in seq.lines)
     train_batch = featurize(store, encoder, [s.lines for s in train])
     valid_batch = featurize(store, encoder, [s.lines for s in valid]) if valid else None
-    return _Prepared(train, valid, normal_seqs, left_out_rare, screened, store, encoder, train_batch, valid_batch,
-                     _categories(train))
+    return _Prepared(train, valid, normal_seqs, training_part_history, left_out_rare, screened, store, encoder,
+                     train_batch, valid_batch, _categories(train))
 
 
 def _fit(data: _Prepared, config: PluginConfig, normal_only: bool, progress) -> tuple[object, object, list[dict]]:
@@ -348,10 +355,14 @@ def _choose_thresholds(model, data: _Prepared, config: PluginConfig, normal_only
     threshold = best_f1_threshold(threshold_labels, threshold_scores)
     model_threshold = None
     novelty = fit_novelty(data.store, data.encoder, data.normal_history, normal_only)
+    use_model, view_report = True, None
     if normal_only:
         model_threshold = normal_fpr_threshold(threshold, valid, threshold_scores, threshold_labels)
-        combined = combined_scores(novelty, model_threshold, threshold_scores, [list(s.lines) for s in valid],
-                                   data.store, data.encoder) if threshold_source == "validation" else None
+        combined = None
+        if threshold_source == "validation":
+            use_model, view_report = choose_label_free_views(novelty, data, threshold_scores >= model_threshold)
+            combined = combined_scores(novelty, model_threshold if use_model else None, threshold_scores,
+                                       [list(s.lines) for s in valid], data.store, data.encoder)
 
     baseline = TemplateCountBaseline(data.store.vocab_size).fit(
         [f.template_ids for f in data.train_batch.sequences], [s.label for s in data.train], seed=config.training.seed)
@@ -365,6 +376,7 @@ def _choose_thresholds(model, data: _Prepared, config: PluginConfig, normal_only
         base_scores = baseline.predict_proba([f.template_ids for f in data.valid_batch.sequences])
         metrics["valid_baseline"] = binary_metrics(valid_labels, base_scores, 0.5)
     metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
+    metrics["view_choice"] = view_report
     metrics["left_out_rare"] = data.left_out_rare
     metrics["left_out_of_fold"] = data.left_out_of_fold
     gate = None
@@ -381,7 +393,7 @@ def _choose_thresholds(model, data: _Prepared, config: PluginConfig, normal_only
             metrics["valid"] = binary_metrics(threshold_labels, combined, 0.5)
             check_not_degenerate(metrics["valid"], threshold_labels)
         threshold = 0.5
-    return _Thresholds(threshold, model_threshold, gate, metrics, novelty, baseline)
+    return _Thresholds(threshold, model_threshold, gate, use_model, metrics, novelty, baseline)
 
 
 def _save(out: Path, model, moe_config, data: _Prepared, chosen: _Thresholds, config: PluginConfig,
@@ -408,7 +420,8 @@ def _save(out: Path, model, moe_config, data: _Prepared, chosen: _Thresholds, co
         "sequencer": plugin["sequencer"],
         "training": plugin["training"],
         # label-free models score as max(model, novelty); supervised ones keep the table for eval's rule
-        **({"novelty": {"file": NOVELTY_FILE, "model_threshold": model_threshold}} if normal_only else {}),
+        **({"novelty": {"file": NOVELTY_FILE, "model_threshold": model_threshold, "use_model": chosen.use_model}}
+           if normal_only else {}),
         **({"count_gate": {"mode": gate, "file": "baseline.json", "model_threshold": model_threshold}} if gate else {}),
     })
     return out
@@ -499,14 +512,31 @@ def cut_above(scores: Sequence[float], cut: float, tie: float = TIE_LOGIT) -> fl
     return float(1.0 / (1.0 + np.exp(-mid)))
 
 
-def combined_scores(novelty: NoveltyScorer, model_threshold: float, model_scores, sequences, store: TemplateStore,
-                    encoder: LineEncoder) -> np.ndarray:
-    """Validation scores as the detector will compute them: max(shifted model score, novelty)."""
+def combined_scores(novelty: NoveltyScorer, model_threshold: Optional[float], model_scores, sequences,
+                    store: TemplateStore, encoder: LineEncoder) -> np.ndarray:
+    """Validation scores as the detector will compute them: max(shifted model score, novelty), or
+    the novelty score alone when `model_threshold` is None (the views left the model out)."""
+    masked = [[store.mask(line) for line in lines] for lines in sequences]
+    novelty_scores = novelty.score_all(masked, encoder.encode)
+    if model_threshold is None:
+        return novelty_scores
     shift = np.log(model_threshold / (1.0 - model_threshold))
     p = np.clip(np.asarray(model_scores, dtype=float), 1e-12, 1 - 1e-12)
     shifted = sigmoid(np.log(p / (1 - p)) - shift)
-    masked = [[store.mask(line) for line in lines] for lines in sequences]
-    return np.maximum(shifted, novelty.score_all(masked, encoder.encode))
+    return np.maximum(shifted, novelty_scores)
+
+
+def choose_label_free_views(novelty: NoveltyScorer, data: _Prepared, model_flags) -> tuple[bool, dict]:
+    """Set the novelty scorer's views to the combination that does best on the validation part
+    against a table of the training part alone (trainers/view_choice.py); whether the model takes
+    part, and the figures behind the choice."""
+    masked = lambda seqs: [[data.store.mask(line) for line in s.lines] for s in seqs]  # noqa: E731
+    table = HistoryTable.fit(masked(data.training_part_history))
+    evidence = HeldOutEvidence.measure(table, masked(data.valid), data.encoder.encode)
+    views, report = choose_views(novelty.calibration, evidence, model_flags, data.valid_labels)
+    apply_views(views, novelty.calibration)
+    logger.info("label-free views: %s", views.label())
+    return views.use_model, report
 
 
 def check_not_degenerate(m: dict, labels) -> None:
