@@ -29,6 +29,9 @@ ASSUMED_ANOMALY_SHARE = 0.05  # the same assumption as logllm_plugin.learning.ch
 # A combination must beat the calibrated default by this much expected F1 to replace it: the
 # validation holds a few hundred sequences, and a hair's difference there is noise.
 MIN_GAIN = 0.01
+# Fewer held-out normal sequences cannot resolve a false-positive rate of a few percent (one
+# sequence more or less moves it by more than the cut): the calibrated default stays.
+MIN_VALIDATION_NORMAL = 100
 # Cuts tried for unseen transitions (HistoryTable.new_transition_chance): off, every one, or only
 # those history makes unlikely (a step with one usual successor: ~1/N).
 PAIR_CHANCES = (None, 1.0, 0.1, 0.03, 0.01)
@@ -116,9 +119,10 @@ def choose_views(default: Calibration, evidence: HeldOutEvidence, model_flags: S
     labels = np.asarray(labels, dtype=int)
     model_flags = np.asarray(model_flags, dtype=bool)
     normal, anomalous = labels == 0, labels == 1
-    if not normal.any() or not anomalous.any():
+    if normal.sum() < MIN_VALIDATION_NORMAL or not anomalous.any():
         views = default_views(default)
-        return views, {"chosen": views.label(), "note": "validation lacks a class: calibrated default kept"}
+        return views, {"chosen": views.label(), "note": f"validation of {int(normal.sum())} normal and "
+                       f"{int(anomalous.sum())} anomalous sequences: too few to choose, the calibrated default kept"}
     cuts = [default.line_distance] + ([0.0] if default.line_distance > 0 else [])  # ties keep the default's
     measured = []
     for cut, pairs, counts, model in product(cuts, PAIR_CHANCES, (False, True), (True, False)):

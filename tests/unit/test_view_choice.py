@@ -54,15 +54,25 @@ def test_the_scorer_counts_only_unlikely_transitions_when_the_calibration_says_s
     assert unlikely.score(new_neighbour)[0] < 0.5
 
 
-def evidence(line, pair, count):
-    return HeldOutEvidence(np.array(line, dtype=float), np.array(pair, dtype=float), np.array(count, dtype=bool))
+def evidence(line, pair, count, copies: int = 10):
+    """Validation evidence, each sequence `copies` times (a choice needs 100 normal sequences)."""
+    rep = lambda xs, kind: np.repeat(np.array(xs, dtype=kind), copies)  # noqa: E731
+    return HeldOutEvidence(rep(line, float), rep(pair, float), rep(count, bool))
+
+
+def labels(normal: int, anomalous: int, copies: int = 10) -> list[int]:
+    return [0] * normal * copies + [1] * anomalous * copies
+
+
+def model(flags, copies: int = 10) -> list[bool]:
+    return np.repeat(np.array(flags, dtype=bool), copies).tolist()
 
 
 def test_transitions_are_chosen_where_they_catch_anomalies_that_normal_history_never_shows():
     # 10 normal, 10 anomalous; only unseen transitions (chance 0.001) tell the anomalies apart
     ev = evidence([-1] * 20, [2.0] * 10 + [0.001] * 10, [False] * 20)
     default = Calibration(line_distance=0.2, use_pairs=False, use_counts=True)
-    views, report = choose_views(default, ev, [False] * 20, [0] * 10 + [1] * 10)
+    views, report = choose_views(default, ev, model([False] * 20), labels(10, 10))
     assert views.pair_chance is not None and views.pair_chance <= 1.0
     assert report["best"]["recall"] == 1.0 and report["best"]["false_positive_rate"] == 0.0
     apply(views, default)
@@ -73,7 +83,7 @@ def test_transitions_that_every_normal_sequence_shows_are_left_out_and_ties_keep
     # every sequence holds a likely unseen transition (interleaved logs); unseen lines catch the anomalies
     ev = evidence([-1] * 10 + [0.5] * 10, [0.4] * 20, [False] * 20)
     default = Calibration(line_distance=0.2, use_pairs=False, use_counts=True)
-    views, _ = choose_views(default, ev, [False] * 20, [0] * 10 + [1] * 10)
+    views, _ = choose_views(default, ev, model([False] * 20), labels(10, 10))
     assert views == Views(0.2, None, True, True)  # the default: pairs off, and ties keep the rest
 
 
@@ -81,9 +91,16 @@ def test_a_model_that_flags_normal_history_without_catching_more_is_left_out():
     ev = evidence([-1] * 10 + [0.5] * 10, [2.0] * 20, [False] * 20)
     model_flags = [True] * 3 + [False] * 7 + [True] * 10  # 30% false positives, nothing new caught
     default = Calibration(line_distance=0.2, use_pairs=False, use_counts=False)
-    views, report = choose_views(default, ev, model_flags, [0] * 10 + [1] * 10)
+    views, report = choose_views(default, ev, model(model_flags), labels(10, 10))
     assert not views.use_model
     assert report["default"]["false_positive_rate"] == 0.3
+
+
+def test_a_validation_too_small_to_resolve_false_positives_keeps_the_default():
+    ev = evidence([-1] * 20, [2.0] * 10 + [0.001] * 10, [False] * 20, copies=1)
+    default = Calibration(line_distance=0.2, use_pairs=False, use_counts=True)
+    views, report = choose_views(default, ev, [False] * 20, labels(10, 10, copies=1))
+    assert views == Views(0.2, None, True, True) and "too few" in report["note"]
 
 
 def test_expected_f1_weighs_false_positives_by_the_assumed_share():
