@@ -10,9 +10,14 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
+KEEP = "KEEP"
 # (kind, pattern). A pattern with a group named `v` masks only that group (the key stays:
 # `password=<SECRET_1>`). Secrets come first: a token must not be half-masked as something else.
 DEFAULT_PATTERNS: tuple[tuple[str, str], ...] = (
+    # A placeholder of an earlier pass stays as it is: masking twice gives the same text (the
+    # learner's history is masked once when it arrives, and `user_1`-like ids must not match
+    # inside `<USER_1>`).
+    (KEEP, r"<[A-Z]+_\d+>"),
     ("SECRET", r"\beyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]{6,}"),  # JWT
     ("SECRET", r"(?i:\bbearer\s+)(?P<v>[\w\-.~+/=]{8,})"),
     ("SECRET", r"(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth)\s*[=:]\s*)"
@@ -38,7 +43,7 @@ class PersonalDataMasker:
             except re.error as exc:
                 raise ValueError(f"masking pattern for {kind} is not a valid regex: {exc}") from None
         # Config patterns go right after the secrets so site-specific ids beat generic matches.
-        first_non_secret = next(i for i, (k, _) in enumerate(patterns) if k != "SECRET")
+        first_non_secret = next(i for i, (k, _) in enumerate(patterns) if k not in ("SECRET", KEEP))
         patterns[first_non_secret:first_non_secret] = extra
         self.kinds = [kind for kind, _ in patterns]
         self._has_value_group = ["(?P<v>" in regex for _, regex in patterns]
@@ -54,6 +59,8 @@ class PersonalDataMasker:
             index = int(match.lastgroup[1:])
             kind = self.kinds[index]
             whole = match.group(0)
+            if kind == KEEP:
+                return whole
             if self._has_value_group[index]:  # keep the key, mask the value
                 start, end = match.span(f"v{index}")
                 offset = match.start()
@@ -76,6 +83,8 @@ class PersonalDataMasker:
         out = []
         for match in self._pattern.finditer(text):
             index = int(match.lastgroup[1:])
+            if self.kinds[index] == KEEP:
+                continue
             start, end = match.span(f"v{index}") if self._has_value_group[index] else match.span()
             out.append((self.kinds[index], start, end))
         return out

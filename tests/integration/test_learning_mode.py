@@ -25,6 +25,13 @@ CLI = [sys.executable, "-m", "logllm_plugin"]
 HISTORY = 1500
 # Quality is measured by `bench learn`; here the loop is what is under test.
 FAST = {"LOGLLM_LEARNING__POLL_S": "0.5"}
+RELEASE_LINE = "INFO feature flag checkout_v2 evaluated: enabled for this tenant"
+
+
+def released(sequences: list[list[str]]) -> list[list[str]]:
+    """Normal requests after a release that logs one benign line the history never held: what an
+    operator marks as a false positive (the generated traffic alone may give the model none)."""
+    return [s[:1] + [RELEASE_LINE] + s[1:] for s in sequences]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +87,7 @@ def test_familiarity_tells_logs_the_model_has_seen_from_logs_it_has_not(learned,
 
 def test_feedback_suppresses_false_positives_at_once_and_leaves_anomalies_alone(learned, traffic):
     server = learned["server"]
-    normal = traffic["normal"][:300]
+    normal = traffic["normal"][:300] + released(traffic["normal"][:15])
     first = server.detect(normal)
     false_positives = [s for s, v in zip(normal, first) if v["label"] == "anomalous"]
     anomalies_before = [v["label"] for v in server.detect(traffic["anomalies"][:100])]
@@ -201,7 +208,7 @@ def test_after_the_next_retrain_the_model_itself_follows_the_operators_correctio
     model directory (no feedback store in front of it) then agrees with the operator."""
     directory = tmp_path / "store"
     shutil.copytree(learned["directory"], directory, ignore=shutil.ignore_patterns("*.lock"))
-    normal, anomalies = traffic["normal"][300:700], traffic["anomalies"]
+    normal, anomalies = traffic["normal"][300:700] + released(traffic["normal"][300:315]), traffic["anomalies"]
     # The retrain falls due only after the corrections are in: the first pass's traffic stays under
     # min_new_sequences, and the traffic after the feedback takes it over.
     env = {**FAST, "LOGLLM_LEARNING__MIN_NEW_SEQUENCES": str(len(normal) + len(anomalies) + 20)}
@@ -230,8 +237,14 @@ def test_after_the_next_retrain_the_model_itself_follows_the_operators_correctio
 
 
 def _raw_labels(model_dir: Path, sequences, tmp_path: Path) -> list[str]:
+    """The model directory's own labels, on the lines as the learner scores them: personal data
+    masked first (the history it trained on holds `<IP_1>`, not the address)."""
+    from logllm_plugin.personal_data import PersonalDataMasker
+
+    masker = PersonalDataMasker()
     path = tmp_path / "corrected.jsonl"
-    path.write_text("".join(json.dumps({"id": f"c{n}", "lines": s}) + "\n" for n, s in enumerate(sequences)))
+    path.write_text("".join(json.dumps({"id": f"c{n}", "lines": [masker.mask(x) for x in s]}) + "\n"
+                            for n, s in enumerate(sequences)))
     out = subprocess.run(CLI + ["detect", "--model", str(model_dir), "--input", str(path), "--show", "jsonl"],
                          capture_output=True, text=True, check=True)
     return [json.loads(x)["label"] for x in out.stdout.splitlines()]

@@ -53,3 +53,15 @@ def test_configured_patterns_mask_site_specific_ids_and_bad_ones_are_rejected():
 def test_no_generated_email_or_ipv4_survives(email, ip, noise):
     masked = PersonalDataMasker().mask(f"{noise} contact {email} from {ip} {noise}")
     assert email not in masked and str(ip) not in masked
+
+
+def test_masking_twice_gives_the_text_of_masking_once():
+    """The learner's history is masked when it arrives; a second pass (a stored sequence scored
+    again) must not nest placeholders: `user_1`-like ids used to match inside `<USER_1>`."""
+    from logllm_plugin.personal_data import PersonalDataMasker
+
+    masker = PersonalDataMasker()
+    line = "login from 10.2.3.4 user=u63315 <bob@example.com> id user_42 token=abcd1234abcd1234abcd"
+    once = masker.mask(line)
+    assert "10.2.3.4" not in once and "u63315" not in once and "user_42" not in once
+    assert masker.mask(once) == once
