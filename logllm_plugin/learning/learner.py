@@ -57,6 +57,9 @@ class TrainingWindow:
     marked: dict = field(default_factory=dict)  # {"normal": [...], "anomalous": [...]} masked sequences
 
 
+CRASH_RETRY_S = 30.0  # first wait before training again after the trainer crashed
+
+
 class LearningDetector(VersionedDetector):
     def __init__(self, directory: str | Path, config: PluginConfig, device: str = "auto",
                  initial=None, source: str = DEFAULT_SOURCE):
@@ -71,6 +74,8 @@ class LearningDetector(VersionedDetector):
         self.last_outcome: dict = {}
         self._count_at_last_training: Optional[int] = None
         self._last_training_end = 0.0
+        self._retry_at: Optional[float] = None  # after a trainer that crashed: try again then
+        self._crashes = 0
         self._job = None
         self._initial = initial  # a model from a file serves until the first learned version passes
         if not self.refresh() or self._current is None:
@@ -114,6 +119,8 @@ class LearningDetector(VersionedDetector):
         received = self.history.received
         if self.training:
             return False
+        if self._retry_at is not None and time.monotonic() >= self._retry_at:
+            return True  # the trainer crashed: no new traffic is needed to try again
         if self._count_at_last_training is None:
             if self._version not in (None, "initial"):  # a learned version already serves (restart)
                 return self._retrain_due(received)
@@ -153,8 +160,22 @@ class LearningDetector(VersionedDetector):
             self.last_outcome = outcome
             self.trainings += 1
             self._last_training_end = time.monotonic()
+            self._schedule_retry(outcome)
             self.training = False
         logger.info("learning: training cycle done", extra={"outcome": outcome})
+
+    def _schedule_retry(self, outcome: dict) -> None:
+        """A trainer that crashed (not a candidate the checks refused) is tried again after
+        CRASH_RETRY_S, doubling with every crash in a row up to an hour: with no new traffic the
+        learner would otherwise stay `learning` for good."""
+        crashed = "error" in outcome and not str(outcome["error"]).startswith("only ")
+        if not crashed:
+            self._retry_at, self._crashes = None, 0
+            return
+        self._crashes += 1
+        delay = min(CRASH_RETRY_S * 2 ** (self._crashes - 1), 3600.0)
+        self._retry_at = time.monotonic() + delay
+        outcome["retry_in_s"] = delay
 
     def training_window(self) -> "TrainingWindow":
         """The recent history split into training and held-out sequences, minus what was left out."""

@@ -5,6 +5,7 @@ the system when it ends, and a crash or a kill leaves the serving process and th
 they were (it writes only into a temporary directory the learner publishes or deletes).
 
     python -m logllm_plugin.learning.train_job --train SEQS.jsonl --config CONFIG.json --out DIR [--threads N]
+        [--parent-pid PID --nice N]
 
 It trains through the trainer's public interface (`trainers.small.train_small`, normal-only), so
 every improvement of the label-free trainer reaches learning mode unchanged.
@@ -27,17 +28,20 @@ logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent_and_yield(nice: int):
-    """preexec_fn: lower priority, and be killed when the learner dies (no orphan trainers)."""
-    def setup() -> None:
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            pass
-        if nice:
-            os.nice(nice)
-
-    return setup
+def die_with_parent_and_yield(parent_pid: int, nice: int) -> None:
+    """In the trainer, first thing: lower priority, and be killed when the learner dies (no orphan
+    trainers). Done here rather than in a preexec_fn: Python code between fork and exec in a
+    process with gRPC threads ran gRPC's fork handlers in the child, which aborted it now and then
+    (`trainer exited with -6: ... epoll_wait error: Bad file descriptor`); without a preexec_fn the
+    child execs at once."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    if parent_pid and os.getppid() != parent_pid:  # the learner died before the signal was armed
+        sys.exit(1)
+    if nice:
+        os.nice(nice)
 
 
 # An operator's correction is one sequence among thousands of history: written this many times
@@ -67,13 +71,13 @@ def start_training(train_path: Path, config_dict: dict, out_dir: Path, threads: 
     config_path = out_dir.parent / f"{out_dir.name}.config.json"
     config_path.write_text(json.dumps(config_dict), encoding="utf-8")
     command = [sys.executable, "-m", "logllm_plugin.learning.train_job", "--train", str(train_path),
-               "--config", str(config_path), "--out", str(out_dir)]
+               "--config", str(config_path), "--out", str(out_dir), "--parent-pid", str(os.getpid()),
+               "--nice", str(nice)]
     if threads:
         command += ["--threads", str(threads)]
     log = open(log_path, "ab")
     try:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent_and_yield(nice))
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()
 
@@ -84,7 +88,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=0)
     args = parser.parse_args(argv)
+    die_with_parent_and_yield(args.parent_pid, args.nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s train_job %(levelname)s %(message)s")
 
     import torch

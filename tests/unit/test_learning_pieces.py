@@ -252,3 +252,25 @@ def test_bench_learn_takes_a_normal_only_split_field_as_history_and_test():
     plain = [seq(n, None) for n in range(10)]
     history, test, protocol = split_parts(plain, 0.7)
     assert [s.id for s in history] == [str(n) for n in range(7)] and protocol.startswith("chronological")
+
+
+def test_a_crashed_trainer_is_tried_again_without_new_traffic_and_backs_off(tmp_path, monkeypatch):
+    """A trainer that died (here: as a gRPC fork handler once made it, -6) must not leave the
+    learner `learning` until more traffic arrives; a candidate the checks refused waits for traffic."""
+    from logllm_plugin.config import load_config
+    from logllm_plugin.learning import learner as learner_module
+
+    monkeypatch.setattr(learner_module, "CRASH_RETRY_S", 0.0)
+    learner = learner_module.LearningDetector(tmp_path / "store", load_config(environ={}), device="cpu")
+    learner._count_at_last_training = learner.history.received  # a first attempt was made
+    assert not learner.due()
+    crashed = {"published": False, "error": "trainer exited with -6: ['epoll_wait error: Bad file descriptor']"}
+    learner._schedule_retry(crashed)
+    assert learner.due() and crashed["retry_in_s"] == 0.0
+    monkeypatch.setattr(learner_module, "CRASH_RETRY_S", 30.0)
+    again = dict(crashed)
+    learner._schedule_retry(again)
+    assert again["retry_in_s"] == 60.0 and not learner.due()  # the second crash in a row waits twice as long
+    learner._schedule_retry({"published": False, "checks": {"passed": False}})  # refused: wait for traffic
+    assert not learner.due()
+    learner.close()
