@@ -182,6 +182,11 @@ class Detector:
         # False when the trainer's view choice found the model's flags cost more false positives
         # than they add catches on held-out history (trainers/view_choice.py): novelty decides alone.
         self.novelty_uses_model = True
+        # A learned model was trained on history with personal data masked (the learner masks
+        # every line as it arrives): it scores that form, so a raw line is masked first, wherever
+        # the model directory is used (`detect --model DIR/models/v000003`). The learner itself
+        # masks before calling and clears this. Masking is idempotent, so masked input is unchanged.
+        self.input_masker = None
         # Supervised models whose validation favoured the template-count view keep it as a gate.
         self.count_gate: Optional[CountGate] = None
         # Seconds spent per stage since the last reset (benchmarks read them; cheap to keep).
@@ -228,6 +233,15 @@ class Detector:
                 detector.model_threshold = float(gate["model_threshold"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise ModelDirError(f"{path}: count gate unusable: {exc}") from None
+        masking = meta.get("input_masking") or {}
+        if masking.get("personal_data"):
+            from logllm_plugin.personal_data import PersonalDataMasker
+
+            try:
+                detector.input_masker = PersonalDataMasker(
+                    [spec.split("=", 1) for spec in masking.get("mask_patterns", [])])
+            except ValueError as exc:
+                raise ModelDirError(f"{path}: input_masking unusable: {exc}") from None
         combine = meta.get("novelty")
         if combine:
             from logllm_plugin.novelty import NoveltyScorer
@@ -375,6 +389,8 @@ class Detector:
         lines = [s.lines if isinstance(s, LogSequence) else list(s) for s in sequences]
         if any(len(x) == 0 for x in lines):
             raise ValueError("every sequence needs at least one line")
+        if self.input_masker is not None:
+            lines = [self.input_masker.mask_sequence(seq) for seq in lines]
         if self.threads:
             import torch
 

@@ -82,6 +82,16 @@ def start_training(train_path: Path, config_dict: dict, out_dir: Path, threads: 
         log.close()
 
 
+def mark_input_masking(model_dir: Path, config) -> None:
+    """Say in detector.json that this model scores personal-data-masked lines (the learner's
+    history is masked as it arrives), so the Detector masks raw input the same way."""
+    from logllm_plugin.artifacts import DETECTOR_FILE, read_json, write_json
+
+    meta = read_json(model_dir / DETECTOR_FILE)
+    meta["input_masking"] = {"personal_data": True, "mask_patterns": list(config.analysis.mask_patterns)}
+    write_json(model_dir / DETECTOR_FILE, meta)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train", required=True)
@@ -111,6 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                          closed_by=item.get("closed_by")))
     outcome = train_small(sequences, None, config, args.out, normal_only=True,
                           progress=lambda epoch, total, record: logger.info("epoch %d/%d %s", epoch, total, record))
+    mark_input_masking(Path(outcome.model_dir), config)
     logger.info("trained %s: %s", outcome.model_dir, json.dumps(outcome.metrics.get("valid", {})))
     return 0
 

@@ -145,6 +145,7 @@ class VersionedDetector:
         from logllm_plugin.verdict_cache import VerdictCache
 
         detector.threads = self.threads
+        detector.input_masker = None  # mask_line masks (and caches) before every call
         detector.set_dtype(self._dtype)
         detector.verdict_cache = VerdictCache(self._verdict_cache_size)
 

@@ -237,14 +237,10 @@ def test_after_the_next_retrain_the_model_itself_follows_the_operators_correctio
 
 
 def _raw_labels(model_dir: Path, sequences, tmp_path: Path) -> list[str]:
-    """The model directory's own labels, on the lines as the learner scores them: personal data
-    masked first (the history it trained on holds `<IP_1>`, not the address)."""
-    from logllm_plugin.personal_data import PersonalDataMasker
-
-    masker = PersonalDataMasker()
+    """The model directory's own labels on the raw lines (`detect --model`): it was trained on
+    personal-data-masked history and says so in detector.json, so it masks them the same way."""
     path = tmp_path / "corrected.jsonl"
-    path.write_text("".join(json.dumps({"id": f"c{n}", "lines": [masker.mask(x) for x in s]}) + "\n"
-                            for n, s in enumerate(sequences)))
+    path.write_text("".join(json.dumps({"id": f"c{n}", "lines": s}) + "\n" for n, s in enumerate(sequences)))
     out = subprocess.run(CLI + ["detect", "--model", str(model_dir), "--input", str(path), "--show", "jsonl"],
                          capture_output=True, text=True, check=True)
     return [json.loads(x)["label"] for x in out.stdout.splitlines()]

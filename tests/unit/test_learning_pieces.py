@@ -274,3 +274,26 @@ def test_a_crashed_trainer_is_tried_again_without_new_traffic_and_backs_off(tmp_
     learner._schedule_retry({"published": False, "checks": {"passed": False}})  # refused: wait for traffic
     assert not learner.due()
     learner.close()
+
+
+def test_a_learned_model_masks_raw_input_as_its_history_was_masked(tmp_path):
+    """The learner trains on personal-data-masked history; its model directory says so, and used
+    anywhere else (`detect --model DIR/models/vN`) it masks raw lines the same way first."""
+    from logllm_plugin.config import load_config
+    from logllm_plugin.detector import Detector
+    from logllm_plugin.learning.train_job import mark_input_masking
+    from logllm_plugin.personal_data import PersonalDataMasker
+
+    model = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL, model)
+    raw = ["login ok for user=u63315 from 10.223.254.157", "session token validated for user=u63315"]
+    masked = PersonalDataMasker().mask_sequence(raw)
+    plain = Detector.load(model, device="cpu")
+    assert plain.input_masker is None
+    assert plain.detect([raw])[0].score != plain.detect([masked])[0].score  # the two forms score differently
+    mark_input_masking(model, load_config(environ={}))
+    learned = Detector.load(model, device="cpu")
+    assert learned.input_masker is not None
+    on_raw, on_masked = learned.detect([raw])[0], plain.detect([masked])[0]
+    assert (on_raw.score, on_raw.familiarity) == (on_masked.score, on_masked.familiarity)
+    assert learned.detect([masked])[0].score == on_masked.score  # masked input passes unchanged
