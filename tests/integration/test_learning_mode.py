@@ -136,6 +136,36 @@ def test_why_the_sender_closed_a_sequence_is_kept_with_the_history(learned):
     assert edges == [(1, None), (2, "idle")]
 
 
+def test_closed_by_sent_with_curl_and_grpcurl_is_kept_with_the_history(learned):
+    """The same as above from clients we did not write: curl on HTTP, grpcurl on gRPC (the proto's
+    `closed_by` field, as the collector processor fills it)."""
+    from tests.integration.test_serve_wiring import GRPCURL
+    from tests.conftest import require
+
+    require(shutil.which("curl"), "curl")
+    require(os.path.exists(GRPCURL), "grpcurl: make test installs it into ~/.cache/logllm-ci/gobin")
+    server = learned["server"]
+    log = (learned["directory"].parent / "serve.log").read_text(encoding="utf-8")
+    grpc_port = next(json.loads(line)["grpc_port"] for line in log.splitlines()
+                     if line.startswith("{") and '"msg": "listening"' in line)
+    by_curl = ["curl check: request accepted", "curl check: upstream call started"]
+    by_grpcurl = ["grpcurl check: request accepted", "grpcurl check: upstream call started"]
+    out = subprocess.run(["curl", "-sf", "-X", "POST", f"http://127.0.0.1:{server.http_port}/v1/detect",
+                          "-H", "Content-Type: application/json",
+                          "-d", json.dumps({"sequences": [{"lines": by_curl, "closed_by": "age"}]})],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["verdicts"][0]["status"] == "ok", out.stderr
+    out = subprocess.run([GRPCURL, "-plaintext", "-d", json.dumps({"sequences": [{"lines": by_grpcurl,
+                                                                                   "closed_by": "full"}]}),
+                          f"127.0.0.1:{grpc_port}", "logllm.v1.Inference/Detect"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    stored = [json.loads(line) for segment in (learned["directory"] / "history").glob("*/seg-*.jsonl")
+              for line in segment.read_text(encoding="utf-8").splitlines()]
+    edges = {s["lines"][0].split(":")[0]: s["edge"] for s in stored if "check: request accepted" in s["lines"][0]}
+    assert edges.get("curl check") == "age" and edges.get("grpcurl check") == "full", edges
+
+
 def test_a_follower_serves_the_learners_version_and_refuses_a_corrupt_one(learned, traffic):
     directory: Path = learned["directory"]
     follower = LearningServer(directory, None, threads=1, env=FAST, mode="--follow",
