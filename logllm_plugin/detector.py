@@ -157,6 +157,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
 
+MODEL_LEFT_OUT_LOGIT = -50.0  # sigmoid ~2e-22: below any threshold
+
+
 class Detector:
     def __init__(self, model, store: TemplateStore, encoder: LineEncoder, settings: DetectorSettings, device=None):
         import torch
@@ -427,7 +430,12 @@ class Detector:
         novel = novel_template_counts(batch)
         familiar = familiarity(batch)
         started = time.perf_counter()
-        scored = self.score_batch(batch)
+        if self.novelty is not None and not self.novelty_uses_model and self.count_gate is None:
+            # the views chosen at training leave the model out: no forward pass (its score would
+            # be ignored), a logit that can never flag and no category logits
+            scored = [(MODEL_LEFT_OUT_LOGIT, None, 0, len(s.rows)) for s in batch.sequences]
+        else:
+            scored = self.score_batch(batch)
         self.timings.head_s += time.perf_counter() - started
         scores = [float(sigmoid(np.array(logit))) for logit, _, _, _ in scored]
         novelty_evidence: dict[int, list[int]] = {}
@@ -487,7 +495,7 @@ class Detector:
         if not anomalous:
             return "normal"
         # Index 0 is "normal": the binary head already decided, so pick among anomaly types.
-        if len(self.categories) <= 1:
+        if len(self.categories) <= 1 or cat_logits is None:  # None: the model was left out
             return "anomaly"
         return self.categories[1 + int(np.argmax(cat_logits[1:]))]
 

@@ -133,7 +133,15 @@ def test_a_detector_whose_views_leave_the_model_out_ignores_its_score(tmp_path):
         meta["novelty"].update(model_threshold=1e-9, use_model=use_model)  # the model alone would flag all
         meta_file.write_text(json.dumps(meta))
         detector = Detector.load(tmp_path / "m", device="cpu")
+        if not use_model:  # left out: not even run (its score would be ignored)
+            detector.score_batch = lambda batch: (_ for _ in ()).throw(AssertionError("model ran"))
         return sum(v.label == "anomalous" for v in detector.detect(normal))
 
     assert flagged(True) == len(normal)
     assert flagged(False) < len(normal) // 4
+    broken = [list(s.lines) for s in normal[:5]]
+    broken[0].insert(2, "ERROR ledger write failed for order 1234")  # an unseen line: novelty alone flags it
+    meta["novelty"].update(model_threshold=0.999999, use_model=False)
+    meta_file.write_text(json.dumps(meta))
+    verdicts = Detector.load(tmp_path / "m", device="cpu").detect(broken)
+    assert verdicts[0].label == "anomalous" and verdicts[0].evidence and verdicts[0].category == "anomaly"
