@@ -25,7 +25,7 @@ import numpy as np
 
 from logllm_plugin.novelty import Calibration, Embed, HistoryTable, Masked, nearest_distances
 
-ASSUMED_ANOMALY_SHARE = 0.05  # the same assumption as logllm_plugin.learning.checks
+ASSUMED_ANOMALY_SHARE = 0.05  # of sequences; logllm_plugin.learning.checks compares candidates at it too
 # A combination must beat the calibrated default by this much expected F1 to replace it: the
 # validation holds a few hundred sequences, and a hair's difference there is noise.
 MIN_GAIN = 0.01

@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 from trainers.injection import inject_anomalies
+# one assumption for comparing candidates and choosing a label-free model's views: a busy day's share of incidents
+from trainers.view_choice import ASSUMED_ANOMALY_SHARE, expected_f1
 from logllm_plugin.records import LogSequence
 
 REGRESSION_TOLERANCE = 0.02
-ASSUMED_ANOMALY_SHARE = 0.05  # of sequences, for comparing candidates: a busy day's share of incidents
 MIN_LIFT = 2.0  # injected anomalies flagged at least this many times as often as held-out normal ones
 
 
@@ -45,12 +46,7 @@ class CheckResult:
     def expected_f1(self) -> float:
         """F1 on traffic with ASSUMED_ANOMALY_SHARE anomalies like the injected ones, the rest like
         the held-out history (recall = injected recall, false-positive rate = flag rate)."""
-        share, recall = ASSUMED_ANOMALY_SHARE, self.injected_recall
-        caught = share * recall
-        if caught <= 0:
-            return 0.0
-        precision = caught / (caught + (1 - share) * self.flag_rate)
-        return 2 * precision * recall / (precision + recall)
+        return expected_f1(self.injected_recall, self.flag_rate, ASSUMED_ANOMALY_SHARE)
 
     def to_dict(self) -> dict:
         return asdict(self)
