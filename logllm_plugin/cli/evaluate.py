@@ -26,6 +26,8 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
     def work():
         from logllm_plugin.detector import load_detector
         from trainers.evaluation import binary_metrics, evidence_metrics, write_report
+        from trainers.novelty import NoveltyRule
+        from trainers.recall_diagnosis import MIN_RECALL, diagnose_missed, low_recall_message
 
         config = load_config(config_path, {"sequencer": {"max_lines": max_lines}})
         detector = load_detector(model_dir)
@@ -46,11 +48,17 @@ def eval_cmd(model_dir, data_path, split, fraction, shuffle_seed, as_json, repor
         if baseline_scores is not None:
             result["baseline"] = binary_metrics(labels, baseline_scores, 0.5)
             result["baseline"]["kind"] = "logistic regression on template counts (trained with the model)"
-        novelty_scores = detector_novelty_rule_scores(detector, labeled)
-        if novelty_scores is not None:
-            result["baseline_novelty"] = binary_metrics(labels, novelty_scores, 0.5)
+        table = history_table(detector)
+        if table is not None:
+            masked = [[detector.store.mask(line) for line in s.lines] for s in labeled]
+            result["baseline_novelty"] = binary_metrics(labels, NoveltyRule(table).predict(masked), 0.5)
             result["baseline_novelty"]["kind"] = ("novelty rule: a masked line or a consecutive pair of them never "
                                                   "seen in the normal training history (label-free)")
+            if detector.novelty is not None and result["anomalies"] and result["recall"] < MIN_RECALL:
+                # a label-free model that misses much: say whether the data or the model is why
+                result["recall_diagnosis"] = diagnose_missed(table, masked, labels,
+                                                             [v.label == "anomalous" for v in verdicts])
+                click.echo("note: " + low_recall_message(result["recall"], result["recall_diagnosis"]), err=True)
         evidence = evidence_metrics(labeled, verdicts)
         if evidence is not None:
             result["evidence"] = evidence
@@ -80,17 +88,16 @@ def detector_baseline_scores(detector, sequences):
     return baseline.predict_proba(ids)
 
 
-def detector_novelty_rule_scores(detector, sequences):
-    """The label-free novelty rule's 0/1 scores from the model's history table, or None for
-    models saved without one (before the table existed)."""
+def history_table(detector):
+    """The model's table of its normal training history (the novelty rule's), or None for models
+    saved without one (before the table existed)."""
     from logllm_plugin.artifacts import read_json
-    from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyRule
+    from trainers.novelty import NOVELTY_FILE, HistoryTable
 
     path = getattr(detector, "model_dir", None)
     if path is None or not (Path(path) / NOVELTY_FILE).is_file():
         return None
-    rule = NoveltyRule(HistoryTable.from_dict(read_json(Path(path) / NOVELTY_FILE)["table"]))
-    return rule.predict([[detector.store.mask(line) for line in s.lines] for s in sequences])
+    return HistoryTable.from_dict(read_json(Path(path) / NOVELTY_FILE)["table"])
 
 
 def _print_metrics(m: dict) -> None:
