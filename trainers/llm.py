@@ -50,6 +50,9 @@ class LLMTrainConfig:
     max_length: int = 1024  # tokens of prompt + answer; longer pairs are skipped
     max_lines: int = DEFAULT_MAX_LINES
     max_line_chars: int = DEFAULT_MAX_LINE_CHARS
+    # Each anomaly among normal lines of the data, up to this many lines in all (0: alone): the
+    # service explains a detector's window (20 lines in `bench analyze`), not a bare incident.
+    context_lines: int = 20
     eval_max_items: int = 32  # held-out pairs whose greedy answers are checked
     eval_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     eval_base: bool = True  # also answer the held-out prompts with the base model (adapter off)
@@ -71,6 +74,8 @@ class LLMTrainConfig:
             raise LLMTrainingError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if self.lora_layers is not None and self.lora_layers < 1:
             raise LLMTrainingError("lora_layers must be at least 1 (or None for every block)")
+        if self.context_lines < 0:
+            raise LLMTrainingError(f"context_lines must be 0 (off) or more, got {self.context_lines}")
         if not 0.0 <= self.lora_dropout < 1.0 or self.max_length < 16 or self.eval_max_items < 0:
             raise LLMTrainingError("lora_dropout must be in [0, 1), max_length >= 16, eval_max_items >= 0")
         if self.eval_max_new_tokens < 1:
@@ -307,7 +312,8 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
     # The knowledge base's advice (its first sentence) as the target suggestion: the tuned model
     # and the knowledge base then recommend the same first step for the same class.
     pairs = build_pairs(sequences, max_lines=config.max_lines, max_line_chars=config.max_line_chars,
-                        suggestions=knowledge_base_suggestions())
+                        suggestions=knowledge_base_suggestions(), context_lines=config.context_lines,
+                        seed=config.seed)
     train_pairs, valid_pairs = split_pairs(pairs, config.valid_fraction, config.seed)
     torch.manual_seed(config.seed)  # LoRA init and dropout draw from it
     random.seed(config.seed)

@@ -8,6 +8,7 @@ lines; what the model mainly learns is the answer format and which lines are evi
 from __future__ import annotations
 
 import logging
+import random
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
@@ -93,30 +94,51 @@ def templated_answer(category: str, lines: Sequence[str], evidence: Sequence[int
     return {"category": category, "summary": summary, "suggestion": suggestion, "evidence": list(evidence)}
 
 
+def in_context(lines: Sequence[str], evidence: Sequence[int], normal_lines: Sequence[str], context_lines: int,
+               rng: random.Random) -> tuple[list[str], list[int]]:
+    """The anomaly's lines inside a run of normal lines, as a detector's window shows them: a
+    seeded total length between the anomaly's own and `context_lines`, the normal lines (a
+    contiguous stretch of `normal_lines`) split at random before and after it; the evidence
+    indexes shifted with it. Unchanged when there is no normal line or no room."""
+    need = max(0, rng.randint(len(lines), max(len(lines), context_lines)) - len(lines))
+    if not need or not normal_lines:
+        return list(lines), list(evidence)
+    start = rng.randrange(max(1, len(normal_lines) - need))
+    context = list(normal_lines[start:start + need])
+    before = rng.randint(0, len(context))
+    return context[:before] + list(lines) + context[before:], [before + i for i in evidence]
+
+
 def build_pairs(sequences: Sequence[LogSequence], *, max_lines: int = DEFAULT_MAX_LINES,
                 max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
-                suggestions: Optional[Mapping[str, str]] = None) -> list[SupervisedPair]:
+                suggestions: Optional[Mapping[str, str]] = None,
+                context_lines: int = 0, seed: int = 0) -> list[SupervisedPair]:
     """One pair per labeled anomalous sequence; raises LLMTrainingError when there is none.
 
     The summary is the sequence's own `explanation` when the data has one (generated data does),
     else templated; `suggestions` (category → advice, e.g. the knowledge base's) replace the
-    templated suggestion, by their first sentence, for the categories they name.
+    templated suggestion, by their first sentence, for the categories they name. With
+    `context_lines`, each anomaly sits among normal lines of the data's normal sequences, up to
+    that many lines in all (`in_context`): the model learns to find the incident lines in a
+    window, not only to restate a sequence that holds nothing else.
     """
     from logllm_plugin.personal_data import PersonalDataMasker
 
     masker = PersonalDataMasker()
+    normal_lines = [line for s in sequences if s.label == 0 for line in s.lines] if context_lines else []
+    rng = random.Random(seed)
     pairs = []
     for seq in sequences:
         if seq.label != 1 or not seq.lines:
             continue
+        lines, evidence = in_context(seq.lines, evidence_indexes(seq), normal_lines, context_lines, rng)
         # Masked as the service masks before any analyzer sees a line: the model trains on the
         # placeholders it will see, and never learns to write an address or a user id. The
         # explanation is masked with the lines, so "user=u77147" is the same <USER_1> in both.
         explanation = (seq.explanation or "").strip()
-        masked = masker.mask_sequence([*seq.lines, explanation])
+        masked = masker.mask_sequence([*lines, explanation])
         lines, explanation = masked[:-1], masked[-1]
         category = (seq.category or DEFAULT_CATEGORY).strip()[:MAX_CATEGORY_CHARS] or DEFAULT_CATEGORY
-        evidence = evidence_indexes(seq)
         # The prompt's verdict is what the detector would say: anomalous, with the evidence lines,
         # but with the generic category, so the model learns to name the category from the lines.
         verdict = Verdict(id="", label="anomalous", score=1.0, category=DEFAULT_CATEGORY, evidence=evidence,

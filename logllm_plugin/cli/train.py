@@ -135,11 +135,13 @@ def epoch_progress(total_epochs: int):
 @click.option("--max-length", type=click.IntRange(16), default=1024, show_default=True,
               help="Longest prompt + answer, in tokens (longer pairs are skipped, never truncated).")
 @click.option("--max-lines", type=click.IntRange(1), help="Most log lines shown in one prompt (default 60).")
+@click.option("--context-lines", type=click.IntRange(0), default=20, show_default=True,
+              help="Place each anomaly among normal lines of the data, up to this many lines in all (0: alone).")
 @click.option("--eval-items", type=click.IntRange(0, 100_000), default=32, show_default=True,
               help="Held-out pairs answered by the tuned and the base model for metrics.json.")
 @click.option("--merge", is_flag=True, help="Also write merged full weights (safetensors) to OUT/merged.")
 def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batch_size, lr, seed, valid_fraction,
-                  max_length, max_lines: Optional[int], eval_items, merge):
+                  max_length, max_lines: Optional[int], context_lines, eval_items, merge):
     """Fine-tune a LoRA adapter that explains anomalous sequences as JSON."""
     def work():
         from logllm_plugin.analyzers.qwen import prefer_passive_openmp
@@ -150,7 +152,8 @@ def train_llm_cmd(base_dir, train_path, out_dir, method, max_steps, epochs, batc
         options = {"max_lines": max_lines} if max_lines else {}
         config = LLMTrainConfig(method=method, epochs=epochs, max_steps=max_steps, learning_rate=lr,
                                 batch_size=batch_size, seed=seed, valid_fraction=valid_fraction,
-                                max_length=max_length, eval_max_items=eval_items, merge=merge, **options)
+                                max_length=max_length, context_lines=context_lines, eval_max_items=eval_items,
+                                merge=merge, **options)
         check_method_support(method)  # before reading data: a missing GPU is the first thing to say
         sequences = load_and_report(train_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="train")
         outcome = train_llm(sequences, base_dir, out_dir, config,

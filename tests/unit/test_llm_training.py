@@ -83,6 +83,29 @@ def test_line_labels_are_the_evidence_when_present():
         build_pairs([LogSequence(id="n", lines=["x"], label=0)])
 
 
+def test_anomalies_train_inside_windows_of_normal_lines_with_the_evidence_moved_along():
+    from logllm_plugin.records import LogSequence
+    from trainers.llm_data import build_pairs
+
+    incident = ["db pool exhausted", "request 17 FAILED: timeout"]
+    anomalies = [LogSequence(id=f"a{k}", lines=list(incident), label=1, category="resource_exhaustion",
+                             line_labels=[1, 1]) for k in range(20)]
+    normal = [LogSequence(id=f"n{k}", lines=[f"GET /orders/{k} 200", f"user u{k} logged in"], label=0)
+              for k in range(30)]
+    pairs = build_pairs(anomalies + normal, context_lines=12, seed=3)
+    assert all(2 <= p.n_lines <= 12 for p in pairs) and any(p.n_lines > 2 for p in pairs)
+    placed = set()
+    for p in pairs:
+        shown = p.messages[-1]["content"]
+        first, second = p.answer["evidence"]
+        assert second == first + 1  # the incident's two lines stay together, and stay the evidence
+        assert "db pool exhausted" in shown and "GET /orders" in shown or p.n_lines == 2
+        placed.add(first)
+    assert len(placed) > 2  # sometimes normal lines come before it, sometimes after
+    assert [p.n_lines for p in build_pairs(anomalies + normal, context_lines=12, seed=3)] == [p.n_lines for p in pairs]
+    assert all(p.n_lines == 2 for p in build_pairs(anomalies + normal))  # off by default in the builder
+
+
 def test_lora_training_lowers_loss_and_saved_adapter_changes_outputs(tiny_dir, seed_sequences, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -156,7 +179,8 @@ def test_config_rejects_impossible_values():
     from trainers.llm import LLMTrainConfig
     from trainers.llm_data import LLMTrainingError
 
-    for bad in ({"method": "full"}, {"max_steps": 0}, {"valid_fraction": 1.0}, {"learning_rate": 0.0}):
+    for bad in ({"method": "full"}, {"max_steps": 0}, {"valid_fraction": 1.0}, {"learning_rate": 0.0},
+                {"context_lines": -1}):
         with pytest.raises(LLMTrainingError):
             LLMTrainConfig(**bad)
 
