@@ -11,13 +11,15 @@ import re
 from typing import Iterable, Sequence
 
 KEEP = "KEEP"
+PLACEHOLDER = r"<[A-Z]+_\d+>"
+_PLACEHOLDER = re.compile(PLACEHOLDER)
 # (kind, pattern). A pattern with a group named `v` masks only that group (the key stays:
 # `password=<SECRET_1>`). Secrets come first: a token must not be half-masked as something else.
 DEFAULT_PATTERNS: tuple[tuple[str, str], ...] = (
     # A placeholder of an earlier pass stays as it is: masking twice gives the same text (the
     # learner's history is masked once when it arrives, and `user_1`-like ids must not match
     # inside `<USER_1>`).
-    (KEEP, r"<[A-Z]+_\d+>"),
+    (KEEP, PLACEHOLDER),
     ("SECRET", r"\beyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]{6,}"),  # JWT
     ("SECRET", r"(?i:\bbearer\s+)(?P<v>[\w\-.~+/=]{8,})"),
     ("SECRET", r"(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth)\s*[=:]\s*)"
@@ -67,6 +69,8 @@ class PersonalDataMasker:
                 prefix, value, suffix = whole[: start - offset], whole[start - offset : end - offset], whole[end - offset :]
             else:
                 prefix, value, suffix = "", whole, ""
+            if _PLACEHOLDER.fullmatch(value):  # `token=<SECRET_2>`: masked by an earlier pass
+                return whole
             key = (kind, value)
             if key not in seen:
                 counts[kind] = counts.get(kind, 0) + 1
@@ -86,5 +90,7 @@ class PersonalDataMasker:
             if self.kinds[index] == KEEP:
                 continue
             start, end = match.span(f"v{index}") if self._has_value_group[index] else match.span()
+            if _PLACEHOLDER.fullmatch(text, start, end):
+                continue  # already a placeholder: nothing personal left to mask
             out.append((self.kinds[index], start, end))
         return out

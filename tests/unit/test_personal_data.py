@@ -65,3 +65,7 @@ def test_masking_twice_gives_the_text_of_masking_once():
     once = masker.mask(line)
     assert "10.2.3.4" not in once and "u63315" not in once and "user_42" not in once
     assert masker.mask(once) == once
+    # a placeholder after a key is kept as it is, not renumbered, and not reported as a value
+    masked_later = "retry with token=<SECRET_2> for user=<USER_3>"
+    assert masker.mask(masked_later) == masked_later
+    assert masker.spans(masked_later) == [] and masker.spans(once) == []
