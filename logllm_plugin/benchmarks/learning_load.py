@@ -27,7 +27,7 @@ def fill_history(directory: Path, sequences: list[list[str]], max_bytes: int) ->
     history = SequenceHistory(directory, max_bytes)
     started = time.monotonic()
     chunk = [list(s) for s in sequences]
-    while sum(history._bytes.values()) < max_bytes * 0.98:
+    while history.bytes_held < max_bytes * 0.98:
         history.append(chunk)
     history.close()
     held = sum(p.stat().st_size for p in directory.glob("*/seg-*.jsonl"))

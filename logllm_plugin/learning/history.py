@@ -180,6 +180,11 @@ class SequenceHistory:
             self._bytes[name] -= size
             self.count -= lines
 
+    @property
+    def bytes_held(self) -> int:
+        """Bytes of history on disk across sources (segments written so far, the open ones included)."""
+        return sum(self._bytes.values())
+
     def flush(self) -> None:
         with self._lock:
             for _, handle in self._open.values():

@@ -37,6 +37,7 @@ def test_history_stays_under_its_cap_by_dropping_the_oldest_segments(tmp_path):
     history.close()
     held = sum(p.stat().st_size for p in (tmp_path / "default").glob("seg-*.jsonl"))
     assert held <= cap + history.segment_bytes  # the open segment may run over by one append
+    assert history.bytes_held == held  # what it counts is what is on disk
     kept = [e.lines[0] for e in history.entries()]
     assert kept[-1].startswith("line number 2999 ")
     assert not any(line.startswith("line number 0 ") for line in kept)
