@@ -20,6 +20,8 @@ from logllm_plugin.data.ceiling import conflict_stats
 from logllm_plugin.novelty import HistoryTable
 
 MIN_RECALL = 0.8  # below this, eval says why (issue 14's floor for a label-free detector)
+# A masked-line F1 ceiling below this: even labels cannot make a template reader useful here.
+LOW_CEILING = 0.5
 
 
 def holds_new_evidence(table: HistoryTable, masked: Sequence[str]) -> bool:
@@ -48,14 +50,15 @@ def low_recall_message(recall: float, diagnosis: dict) -> str:
             f"lacked (nothing a detector trained on normal history alone can see), and "
             f"{d['identical_to_normal']} have exactly the masked lines of a normal sequence in this data "
             f"(the best F1 any detector reading masked lines can reach here is {d['ceiling_f1']:.3f}).")
-    if d["missed"] and d["identical_to_normal"] >= d["missed"] / 2:
+    if d["missed"] and d["ceiling_f1"] < LOW_CEILING:
         text += (" Labels would not help either: a detector that reads masked lines cannot tell these from "
                  "normal. Check the labels (are they weak, per sequence rather than per event?) and how "
                  "sequences are cut (`--key-regex`, window size): the anomaly must change what a sequence holds.")
     elif d["missed"] and d["nothing_new"] >= d["missed"] / 2:
         text += (" The data do not support label-free detection of these anomalies: train with labels "
-                 "(`logllm-plugin train small --train FILE`, FILE with a `label` per sequence), or key "
-                 "sequences so that an anomaly changes what they hold (`--key-regex`).")
+                 "(`logllm-plugin train small --train FILE`, FILE with a `label` per sequence; a detector "
+                 "reading masked lines can separate them when their shapes are mostly anomalous ones, as the "
+                 "ceiling says), or key sequences so that an anomaly changes what they hold (`--key-regex`).")
     else:
         text += " Most missed anomalies do hold new evidence: the detector's cuts left it uncounted."
     return text
