@@ -26,13 +26,15 @@ def knowledge_base_suggestions(path: Optional[str] = None) -> dict[str, str]:
 
 
 def chat_rows(sequences: Sequence[LogSequence], *, max_lines: Optional[int] = None,
-              knowledge_base: Optional[str] = None) -> list[dict[str, Any]]:
-    """One {"id", "category", "messages"} row per labeled anomalous sequence.
+              knowledge_base: Optional[str] = None, context_lines: int = 0, seed: int = 0) -> list[dict[str, Any]]:
+    """One {"id", "category", "messages"} row per labeled anomalous sequence (each among normal
+    lines of the data with `context_lines`, as `train llm --context-lines` with `--seed` trains).
 
     Raises trainers.llm_data.LLMTrainingError when there is no labeled anomaly.
     """
     options = {"max_lines": max_lines} if max_lines else {}
-    pairs = build_pairs(sequences, suggestions=knowledge_base_suggestions(knowledge_base), **options)
+    pairs = build_pairs(sequences, suggestions=knowledge_base_suggestions(knowledge_base),
+                        context_lines=context_lines, seed=seed, **options)
     return [{
         "id": pair.sequence_id,
         "category": pair.answer["category"],

@@ -202,7 +202,11 @@ def _print_check(result) -> None:
 @click.option("--max-lines", type=click.IntRange(1), help="Most log lines shown in one prompt (default 60, as train llm).")
 @click.option("--knowledge-base", type=click.Path(dir_okay=False),
               help="Knowledge base YAML whose suggestions become the targets' (default: the bundled one).")
-def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base):
+@click.option("--context-lines", type=click.IntRange(0), default=20, show_default=True,
+              help="Place each anomaly among normal lines of the data, up to this many lines in all (0: alone), as train llm does.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seed of the placement; train llm's --seed gives the same pairs.")
+def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base, context_lines, seed):
     """Prompt/response pairs in the chat format `train llm` uses ({"messages": [system, user, assistant]})."""
     def work():
         from collections import Counter
@@ -223,7 +227,8 @@ def llm_pairs_cmd(in_path, out_path, max_lines, knowledge_base):
         if unlabeled == len(sequences):
             raise InputError(f"{in_path}: no sequence has a label; llm-pairs needs labeled anomalies (label 1)")
         try:
-            rows = chat_rows(sequences, max_lines=max_lines, knowledge_base=knowledge_base)
+            rows = chat_rows(sequences, max_lines=max_lines, knowledge_base=knowledge_base,
+                             context_lines=context_lines, seed=seed)
         except LLMTrainingError as exc:
             raise InputError(f"{in_path}: {exc}") from None
         write_jsonl(out_path, rows)

@@ -50,6 +50,16 @@ def test_generate_split_check_and_llm_pairs_chain_together(generated, tmp_path):
     chat = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert len(chat) == sum(r["label"] for r in rows)
     assert all([m["role"] for m in c["messages"]] == ["system", "user", "assistant"] for c in chat)
+    # the very prompts `train llm` trains on at its defaults: anomalies among normal lines, seed 0
+    from logllm_plugin.readers import read_sequence_file
+    from trainers.llm import LLMTrainConfig
+    from trainers.llm_data import build_pairs
+
+    defaults = LLMTrainConfig()
+    trained_on = build_pairs(list(read_sequence_file(generated)), context_lines=defaults.context_lines,
+                             seed=defaults.seed, max_lines=defaults.max_lines)
+    assert [c["messages"][:2] for c in chat] == [p.messages for p in trained_on]
+    assert any(p.n_lines > len(r["lines"]) for p, r in zip(trained_on, (r for r in rows if r["label"] == 1)))
 
 
 def test_check_prints_a_readable_report_and_conflicts_fail_only_with_strict(tmp_path):
