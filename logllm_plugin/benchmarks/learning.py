@@ -82,10 +82,17 @@ def prf(labels: Sequence[int], predicted: Sequence[int]) -> dict:
             "false_positive_rate": round(fp / normal, 4) if normal else None, "tp": tp, "fp": fp, "fn": fn}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct free ports, all held until every one is picked: a server given `--port 0` could
+    otherwise be handed the port just chosen for its HTTP side (a gRPC answer to an HTTP request)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class LearningServer:
@@ -93,8 +100,8 @@ class LearningServer:
 
     def __init__(self, directory: Path, min_sequences: Optional[int], threads: Optional[int], extra: Sequence[str] = (),
                  log_path: Optional[Path] = None, env: Optional[dict] = None, mode: str = "--learn"):
-        self.http_port = _free_port()
-        args = [sys.executable, "-m", "logllm_plugin", "serve", mode, str(directory), "--port", "0",
+        grpc_port, self.http_port = _free_ports(2)
+        args = [sys.executable, "-m", "logllm_plugin", "serve", mode, str(directory), "--port", str(grpc_port),
                 "--http-port", str(self.http_port), *extra]
         if min_sequences is not None:
             args += ["--learn-min-sequences", str(min_sequences)]
