@@ -21,6 +21,10 @@ from logllm_plugin.sequencer import SequencerConfig
 
 logger = logging.getLogger(__name__)
 
+# What training embeds lines in, and what a model directory written before encoder.dtype existed
+# was trained and validated with.
+TRAINING_DTYPE = "float32"
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; `problems` lists every reason."""
@@ -56,11 +60,17 @@ class EncoderConfig:
     max_tokens: int = 64  # templates are short; longer ones are cut for the encoder only
     batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda
-    # auto: bfloat16 on a CPU with native bf16 instructions (2x the lines/s of float32 there, cosine
-    # 0.9999 to the float32 embedding), float32 elsewhere (CUDA included); or float32|bfloat16|float16.
-    # Default float32: a model trained on bf16 embeddings of bgl_20k (first 70%) scored F1 0.772
-    # against 0.94 with float32 (tests/integration/test_shared_quality.py), so bf16 is opt-in.
-    dtype: str = "float32"
+    # auto: bfloat16 on a CPU with native bf16 instructions (about 2x the lines/s of float32 there,
+    # cosine 0.9999 to the float32 embedding), float32 elsewhere (CUDA included); or
+    # float32|bfloat16|float16. This is the dtype of *scoring* only: lines a model meets for the
+    # first time. Training always embeds in float32 (training_config): a head trained on bf16
+    # embeddings of bgl_20k scored F1 0.772 against 0.94, through checkpoint and threshold choice
+    # on values a hair apart, while bf16 lines scored by a float32-trained head change no verdict.
+    dtype: str = "auto"
+
+    def training_config(self) -> "EncoderConfig":
+        """This config with the dtype training embeds in (float32, whatever scoring uses)."""
+        return dataclasses.replace(self, dtype=TRAINING_DTYPE)
 
     def problems(self) -> list[str]:
         out = []

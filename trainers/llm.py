@@ -301,6 +301,10 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> Path:
     return merged_dir
 
 
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_dir: Union[str, Path],
               config: LLMTrainConfig, progress: Optional[Callable[[int, int, float], None]] = None) -> LLMTrainOutcome:
     """Fine-tune an adapter on the anomalous sequences; `progress(step, total, loss)` after each step."""
@@ -346,6 +350,7 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
             progress(step, steps, losses[-1])
     train_seconds = time.monotonic() - started
     cpu_seconds = time.process_time() - cpu_started  # all threads: the step cost on an idle host
+    training_peak_rss_mb = _peak_rss_mb()  # before the held-out answers: which phase holds the peak
     model.eval()
     if config.method == "unsloth":
         from unsloth import FastLanguageModel
@@ -376,7 +381,7 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
         "valid": {"loss": valid_loss, **answers},
         # The held-out pairs answered by the base model (adapter disabled): what the adapter adds.
         "base": base_answers,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _peak_rss_mb(), "training_peak_rss_mb": training_peak_rss_mb,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if config.merge:

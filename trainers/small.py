@@ -225,7 +225,7 @@ def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], confi
              normal_only: bool) -> _Prepared:
     tc = config.training
     left_out_rare = screened = 0
-    encoder = LineEncoder(config.encoder)
+    encoder = LineEncoder(config.encoder.training_config())  # the saved config keeps the scoring dtype
     if normal_only:
         train, left_out_rare = leave_out_rare(train, TemplateStore(config.templates).mask, tc.leave_out_rare_share)
         logger.info("left out %d history sequences holding the rarest lines (possible incidents)", left_out_rare)

@@ -241,3 +241,33 @@ def test_an_unknown_evidence_method_is_refused_at_once():
 
     with pytest.raises(ValueError, match="evidence"):
         DetectorSettings(evidence="shap")
+
+
+def test_training_embeds_in_float32_while_the_saved_config_keeps_the_scoring_dtype(seed_model_dir):
+    import numpy as np
+
+    from logllm_plugin.config import EncoderConfig
+    from logllm_plugin.encoder import LineEncoder
+
+    meta = json.loads((seed_model_dir / "detector.json").read_text())
+    assert meta["encoder"]["dtype"] == "auto"  # what scoring of new lines uses
+    texts = json.loads((seed_model_dir / "embedding_texts.json").read_text())[:12]
+    saved = LineEncoder()
+    saved.load_cache(seed_model_dir)
+    cached = np.stack([saved.cache[t] for t in texts])
+    full = LineEncoder(EncoderConfig(dtype="float32")).embed(texts)
+    half = LineEncoder(EncoderConfig(dtype="bfloat16")).embed(texts)
+    assert np.abs(cached - full).max() < 1e-5
+    assert np.abs(half - full).max() > 1e-4  # bf16 is told apart: the check above could fail
+
+
+def test_a_model_directory_that_names_no_encoder_dtype_scores_in_float32_as_when_it_was_trained(seed_model_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(seed_model_dir, old)
+    meta = json.loads((old / "detector.json").read_text())
+    del meta["encoder"]["dtype"]
+    (old / "detector.json").write_text(json.dumps(meta))
+    assert Detector.load(old, device="cpu").encoder.config.dtype == "float32"
+    assert Detector.load(seed_model_dir, device="cpu").encoder.config.dtype == "auto"
