@@ -171,7 +171,12 @@ def load_trainable(base_dir: Path, config: LLMTrainConfig):
         if config.gradient_checkpointing:  # activations, not weights, dominate memory for long prompts
             # Non-reentrant checkpointing needs no grad on the embeddings (enable_input_require_grads),
             # which would pull the autograd graph through the frozen blocks below the adapter.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers >= 5.24 names it activation checkpointing (the old name warns); older lack it.
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, _lora_config(config, getattr(model.config, "num_hidden_layers", None)))
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     if tokenizer.pad_token_id is None:
@@ -332,10 +337,12 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
     logger.info("training %s adapter: %d train / %d valid pairs, %d steps on %s", config.method, len(train_tok),
                 len(valid_pairs), steps, device)
     losses: list[float] = []
+    longest_batch = 0  # padded tokens per row of the longest batch: what the step's memory follows
     model.train()
     started, cpu_started = time.monotonic(), time.process_time()
     for step, rows in enumerate(_batches(len(train_tok), config.batch_size, steps, generator), start=1):
         inputs = {k: v.to(device) for k, v in collate([train_tok[i] for i in rows], tokenizer.pad_token_id).items()}
+        longest_batch = max(longest_batch, int(inputs["input_ids"].shape[1]))
         with _autocast(device, config):
             loss = model(**inputs).loss if config.method == "unsloth" else answer_loss(model, inputs)
         if not torch.isfinite(loss):
@@ -376,7 +383,7 @@ def train_llm(sequences: Sequence[LogSequence], base_dir: Union[str, Path], out_
         "base_model": str(base), "method": config.method, "device": device, "config": asdict(config),
         "train_pairs": len(train_tok), "valid_pairs": len(valid_pairs), "steps": steps,
         "train_seconds": round(train_seconds, 2), "loss_history": [round(x, 6) for x in losses],
-        "train_cpu_seconds": round(cpu_seconds, 1),
+        "train_cpu_seconds": round(cpu_seconds, 1), "longest_batch_tokens": longest_batch,
         "seconds_per_step": round(train_seconds / steps, 2), "cpu_seconds_per_step": round(cpu_seconds / steps, 2),
         "valid": {"loss": valid_loss, **answers},
         # The held-out pairs answered by the base model (adapter disabled): what the adapter adds.

@@ -275,6 +275,38 @@ def bench_analyze_cmd(llm_dir, adapter_dir, input_path, n, lines, threads, batch
     run(work, llm=True)
 
 
+@bench.command("train-llm")
+@click.option("--base", "base_dir", required=True, type=click.Path(file_okay=False),
+              help="Local chat model directory (e.g. from `logllm-plugin dev small-llm`).")
+@click.option("--train", "train_path", required=True, help="Labeled sequences, as for `train llm`.")
+@click.option("--steps", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="Optimizer steps measured (the first steps of `train llm` with the same seed).")
+@click.option("--threads", type=click.IntRange(1, 256), help="torch threads (default: torch's choice).")
+@click.option("--batch-size", type=click.IntRange(1), help="Default: train llm's.")
+@click.option("--context-lines", type=click.IntRange(0), help="Default: train llm's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+def bench_train_llm_cmd(base_dir, train_path, steps, threads, batch_size, context_lines, as_json):
+    """Seconds, CPU seconds and peak RSS per `train llm` step at its defaults, beside the goals."""
+    def work():
+        from logllm_plugin.analyzers.qwen import prefer_passive_openmp
+
+        prefer_passive_openmp()  # before torch loads
+        from logllm_plugin.benchmarks.train_llm import run_train_llm_bench
+
+        overrides = {k: v for k, v in (("batch_size", batch_size), ("context_lines", context_lines)) if v is not None}
+        sequences = load_and_report(train_path, fmt=None, line_regex=None, key_regex=None, sequencer=None, what="train")
+        result = run_train_llm_bench(sequences, base_dir=base_dir, steps=steps, threads=threads, overrides=overrides,
+                                     progress=lambda m: click.echo(m, err=True))
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        click.echo(f"{result['steps']} steps of batch {result['batch_size']} (longest {result['longest_batch_tokens']} "
+                   f"tokens): {result['seconds_per_step']} s/step, {result['cpu_seconds_per_step']} CPU s/step "
+                   f"on {result['threads']} threads; training peak RSS {result['training_peak_rss_mb']} MB")
+
+    run(work, llm=True)
+
+
 @bench.command("explain")
 @click.option("--input", "input_path", required=True,
               help="Labeled sequences with categories (e.g. `data generate` with another seed than the training data).")
