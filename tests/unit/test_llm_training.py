@@ -230,3 +230,25 @@ def test_answer_loss_equals_the_full_logits_loss_and_lora_layers_limit_the_adapt
     inputs = collate(tokenized, tokenizer.pad_token_id)
     with torch.no_grad():
         assert torch.allclose(answer_loss(model, inputs), model(**inputs).loss, atol=1e-5)
+
+
+def test_checkpointed_lora_trains_the_top_blocks_without_autograd_through_the_frozen_ones(tiny_dir, seed_sequences):
+    """transformers 5 and peft both hook grad onto the embeddings' output when checkpointing is on,
+    which made every frozen block part of the backward pass (twice the step time): the trainer
+    takes that off, and the adapter's gradients are still there."""
+    import torch
+
+    from trainers.llm import LLMTrainConfig, answer_loss, load_trainable
+    from trainers.llm_data import build_pairs, collate, tokenize_pairs
+
+    model, tokenizer, _ = load_trainable(tiny_dir, LLMTrainConfig(lora_layers=1))
+    assert model.get_base_model().is_gradient_checkpointing
+    embeddings = model.get_input_embeddings()
+    assert not embeddings(torch.tensor([[1, 2, 3]])).requires_grad
+    model.train()
+    inputs = collate(tokenize_pairs(tokenizer, build_pairs(seed_sequences, max_lines=6)[:2], 4096),
+                     tokenizer.pad_token_id)
+    answer_loss(model, inputs).backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads and all(g is not None for g in grads.values())
+    assert any(float(g.abs().sum()) > 0 for n, g in grads.items() if "lora_B" in n)  # B starts at zero, A gets none yet
