@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 # What training embeds lines in, and what a model directory written before encoder.dtype existed
 # was trained and validated with.
 TRAINING_DTYPE = "float32"
+# What the encoder read in place of a masked variable before encoder.param_text existed: a model
+# directory that names no param_text was trained (and its embedding cache built) on it.
+LEGACY_PARAM_TEXT = "<*>"
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,11 @@ class EncoderConfig:
     # on values a hair apart, while bf16 lines scored by a float32-trained head moved one verdict
     # in 1,000 BGL windows and one in 134 Mac-like ones (README "Novel lines and incidents").
     dtype: str = "auto"
+    # What the encoder reads in place of each masked variable (the caches stay keyed by the masked
+    # line, `<*>` and all). MiniLM splits "<*>" into three tokens and "*" is one: 31 → 21 tokens per
+    # Mac-like line, and the encoder's cost is linear in tokens (README "Novel lines and incidents").
+    # Part of a model: it is saved with it, and a directory without it reads "<*>" as it was trained.
+    param_text: str = "*"
 
     def training_config(self) -> "EncoderConfig":
         """This config with the dtype training embeds in (float32, whatever scoring uses)."""
@@ -81,6 +89,8 @@ class EncoderConfig:
             out.append(f"encoder.device must be auto, cpu or cuda, not {self.device!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             out.append(f"encoder.dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
+        if not isinstance(self.param_text, str) or not 1 <= len(self.param_text) <= 16 or any(c.isspace() for c in self.param_text):
+            out.append(f"encoder.param_text must be 1-16 characters without spaces, not {self.param_text!r}")
         return out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from logllm_plugin import __version__
 from logllm_plugin.artifacts import DETECTOR_FILE, ModelDirError, check_model_dir, read_json, weights_digest
-from logllm_plugin.config import TRAINING_DTYPE, EncoderConfig, TemplateConfig
+from logllm_plugin.config import LEGACY_PARAM_TEXT, TRAINING_DTYPE, EncoderConfig, TemplateConfig
 from logllm_plugin.encoder import LineEncoder
 from logllm_plugin.featurize import FeaturizedBatch, familiarity, featurize, novel_template_counts, pad_rows, windows
 from logllm_plugin.records import LogSequence, Verdict
@@ -221,8 +221,10 @@ class Detector:
         torch_device = torch.device("cuda" if use_cuda else "cpu")
         model.to(torch_device)
         store = TemplateStore.load(path / "templates.json", TemplateConfig(**meta.get("templates", {})))
-        # A directory from before encoder.dtype existed names none: it scored in float32 then.
-        encoder = LineEncoder(EncoderConfig(**{"dtype": TRAINING_DTYPE, **meta.get("encoder", {})}))
+        # A directory from before encoder.dtype / param_text existed names neither: it scored in
+        # float32 and its encoder read "<*>" then.
+        encoder = LineEncoder(EncoderConfig(**{"dtype": TRAINING_DTYPE, "param_text": LEGACY_PARAM_TEXT,
+                                               **meta.get("encoder", {})}))
         encoder.load_cache(path)
         version = meta.get("model_version") or f"{path.name}-{weights_digest(path / 'model.safetensors')}"
         settings = DetectorSettings(threshold=float(meta["threshold"]), model_version=version)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from logllm_plugin.config import EncoderConfig
+from logllm_plugin.variable_masks import PARAM
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ class LineEncoder:
         finally:
             self.encoded_count = misses
 
+    def model_text(self, text: str) -> str:
+        """What the model reads for `text`: each masked variable written as `encoder.param_text`."""
+        placeholder = self.config.param_text
+        return text if placeholder == PARAM else text.replace(PARAM, placeholder)
+
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         """Model calls over `texts`, in batches of similar token counts.
 
@@ -139,7 +145,7 @@ class LineEncoder:
         self._load()
         # Lone surrogates (e.g. file names decoded with surrogateescape, "\ud800" in JSON) are
         # valid Python text but make the Rust tokenizer raise, failing the whole batch: replace them.
-        ids = self._tokenizer([_tokenizable(t) for t in texts], truncation=True,
+        ids = self._tokenizer([_tokenizable(self.model_text(t)) for t in texts], truncation=True,
                               max_length=self.config.max_tokens)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         pad_id = self._tokenizer.pad_token_id or 0

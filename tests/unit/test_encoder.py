@@ -78,3 +78,28 @@ def test_an_unknown_encoder_dtype_is_a_config_problem():
     from logllm_plugin.config import EncoderConfig
 
     assert any("encoder.dtype" in p for p in EncoderConfig(dtype="int4").problems())
+
+
+def test_the_encoder_reads_each_masked_variable_as_its_placeholder_while_the_cache_keeps_the_masked_line():
+    from logllm_plugin.config import EncoderConfig
+
+    star = LineEncoder(EncoderConfig(dtype="float32"))  # the default placeholder: "*"
+    legacy = LineEncoder(EncoderConfig(dtype="float32", param_text="<*>"))
+    masked = LINES[0]
+    assert star.model_text(masked) == masked.replace("<*>", "*")
+    assert legacy.model_text(masked) == masked
+    vec = star.encode([masked])[0]
+    assert masked in star.cache  # keyed by the masked line, as templates and novelty look it up
+    assert np.allclose(vec, legacy.encode([masked.replace("<*>", "*")])[0], atol=1e-5)
+    assert float(vec @ legacy.encode([masked])[0]) < 0.999  # the placeholder changes what is embedded
+    # what it buys: "<*>" is three MiniLM tokens, "*" one
+    tokens = [len(e._tokenizer(e.model_text(masked))["input_ids"]) for e in (star, legacy)]
+    assert tokens[0] == tokens[1] - 2 * masked.count("<*>")
+
+
+def test_a_placeholder_with_spaces_or_none_is_a_config_problem():
+    from logllm_plugin.config import EncoderConfig
+
+    assert EncoderConfig().problems() == []
+    for bad in ("", "a b", "x" * 17):
+        assert any("encoder.param_text" in p for p in EncoderConfig(param_text=bad).problems())

@@ -95,3 +95,18 @@ def test_a_model_trained_with_the_first_mask_list_keeps_it_and_the_token_path():
     masker = LineMasker(MASKS_V1)
     assert masker._by_token
     assert masker.mask("chrome.exe - www.google.com:443 open") == "chrome.exe - www.google.com:<*> open"
+
+
+def test_the_embedded_model_masks_host_names_and_no_line_it_was_trained_on_masks_differently_for_it():
+    from logllm_plugin.detector import load_detector
+    from logllm_plugin.inputs import load_input
+
+    store = load_detector(None, device="cpu").store
+    assert store.masks == [list(m) for m in MASKS]
+    assert store.mask("chrome.exe - www.google.com:443 open through proxy") == "chrome.exe - <*> open through proxy"
+    # Why switching its list from MASKS_V1 changed none of its templates or cached embeddings:
+    sequences, _ = load_input(str(ROOT / "data" / "default" / "train.jsonl"))
+    first = LineMasker(MASKS_V1)
+    lines = {line for s in sequences for line in s.lines}
+    assert len(lines) > 10_000
+    assert [line for line in lines if first.mask(line) != store.mask(line)] == []
