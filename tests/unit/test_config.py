@@ -58,3 +58,12 @@ def test_example_config_in_configs_is_valid():
     from logllm_plugin.config import PluginConfig
 
     assert config == PluginConfig()  # the file lists the defaults: it must not drift from the code
+
+
+def test_an_environment_value_is_text_where_yaml_would_read_a_comment_and_null_where_it_says_null(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  threads: 2\n")
+    env = {"LOGLLM_ENCODER__PARAM_TEXT": "#", "LOGLLM_SERVER__THREADS": "null"}
+    config = load_config(path, environ=env)
+    assert config.encoder.param_text == "#"  # not dropped as a YAML comment (null)
+    assert config.server.threads is None  # the environment may set a setting back to null

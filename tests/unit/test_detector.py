@@ -273,7 +273,7 @@ def test_a_model_directory_that_names_no_encoder_dtype_scores_in_float32_as_when
     assert Detector.load(seed_model_dir, device="cpu").encoder.config.dtype == "auto"
 
 
-def test_a_model_directory_that_names_no_placeholder_encodes_new_lines_as_it_was_trained(seed_model_dir, tmp_path):
+def test_a_model_directory_encodes_new_lines_with_the_placeholder_it_was_trained_with(seed_model_dir, tmp_path):
     import shutil
 
     import numpy as np
@@ -281,18 +281,21 @@ def test_a_model_directory_that_names_no_placeholder_encodes_new_lines_as_it_was
     from logllm_plugin.config import EncoderConfig
     from logllm_plugin.encoder import LineEncoder
 
-    assert json.loads((seed_model_dir / "detector.json").read_text())["encoder"]["param_text"] == "*"
-    old = tmp_path / "old"
-    shutil.copytree(seed_model_dir, old)
-    meta = json.loads((old / "detector.json").read_text())
-    del meta["encoder"]["param_text"]
-    (old / "detector.json").write_text(json.dumps(meta))
-    detector = Detector.load(old, device="cpu")
-    assert detector.encoder.config.param_text == "<*>"
+    assert json.loads((seed_model_dir / "detector.json").read_text())["encoder"]["param_text"] == "<*>"
     line = "volume <*> detached from node <*> after <*> retries"
-    as_trained = LineEncoder(EncoderConfig(dtype=detector.encoder.config.dtype, param_text="<*>")).embed([line])
-    assert np.allclose(detector.encoder.encode([line]), as_trained, atol=1e-5)
-    # the embedded model was trained before the placeholder existed, and says so
-    from logllm_plugin.default_model import default_model_dir
-
-    assert Detector.load(default_model_dir(), device="cpu").encoder.config.param_text == "<*>"
+    for param_text in ("*", None):  # None: a directory from before the setting existed
+        other = tmp_path / f"dir-{param_text}"
+        shutil.copytree(seed_model_dir, other)
+        meta = json.loads((other / "detector.json").read_text())
+        if param_text is None:
+            del meta["encoder"]["param_text"]
+        else:
+            meta["encoder"]["param_text"] = param_text
+        (other / "detector.json").write_text(json.dumps(meta))
+        detector = Detector.load(other, device="cpu")
+        expected = param_text or "<*>"
+        assert detector.encoder.config.param_text == expected
+        as_trained = LineEncoder(EncoderConfig(dtype=detector.encoder.config.dtype, param_text=expected)).embed([line])
+        assert np.allclose(detector.encoder.encode([line]), as_trained, atol=1e-5)
+    star, legacy = (Detector.load(tmp_path / name, device="cpu").encoder.encode([line]) for name in ("dir-*", "dir-None"))
+    assert float(star[0] @ legacy[0]) < 0.999  # the two placeholders embed differently: the check above can fail

@@ -83,8 +83,8 @@ def test_an_unknown_encoder_dtype_is_a_config_problem():
 def test_the_encoder_reads_each_masked_variable_as_its_placeholder_while_the_cache_keeps_the_masked_line():
     from logllm_plugin.config import EncoderConfig
 
-    star = LineEncoder(EncoderConfig(dtype="float32"))  # the default placeholder: "*"
-    legacy = LineEncoder(EncoderConfig(dtype="float32", param_text="<*>"))
+    star = LineEncoder(EncoderConfig(dtype="float32", param_text="*"))
+    legacy = LineEncoder(EncoderConfig(dtype="float32"))  # the default placeholder: "<*>" itself
     masked = LINES[0]
     assert star.model_text(masked) == masked.replace("<*>", "*")
     assert legacy.model_text(masked) == masked
