@@ -146,6 +146,7 @@ def run_pipeline_bench(*, model_dir: Optional[str], data_path: str, repeat: int 
         "cold_encoded_lines": cold_encoded,
         "encoder_lines_per_s": round(cold_encoded / cold_timings["encoder_s"]) if cold_timings["encoder_s"] else None,
         "encoder_dtype": detector.encoder.dtype,
+        "head_dtype": detector.head_dtype,  # the scoring head (evidence is float32 whatever this says)
         "cold_time_share": _shares(cold_timings, cold_s),
         "warm_time_share": _shares(warm_breakdown, warm_s),
         "cold_breakdown": cold_timings,

@@ -84,7 +84,7 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
             click.echo(f"distinct masked lines {result['distinct_masked_lines']:,} "
                        f"({result['distinct_masked_lines_per_10k']:,} per 10k), new to the model "
                        f"{result['novel_masked_lines']:,}; encoder {result['encoder_lines_per_s']} lines/s "
-                       f"({result['encoder_dtype']})")
+                       f"({result['encoder_dtype']}); head {result['head_dtype']}")
             for phase in ("cold", "warm"):
                 shares = ", ".join(f"{k} {v:.0%}" for k, v in result[f"{phase}_time_share"].items())
                 click.echo(f"{phase} time: {shares}")

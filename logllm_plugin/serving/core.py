@@ -87,14 +87,6 @@ def _scored_part(seq: SequenceIn) -> ClosedLines:
     return ClosedLines([seq.lines[k] for k in seq.kept], seq.closed_by or None)
 
 
-def resolve_dtype(requested: str, device_type: str) -> str:
-    if requested != "auto":
-        return requested
-    if device_type != "cuda":
-        return "float32"
-    import torch
-
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
 class InferenceCore:
@@ -112,7 +104,9 @@ class InferenceCore:
         from logllm_plugin.verdict_cache import VerdictCache
 
         detector.threads = self.config.threads
-        self.dtype = resolve_dtype(self.config.dtype, detector.device.type)
+        from logllm_plugin.detector import resolve_head_dtype
+
+        self.dtype = resolve_head_dtype(self.config.dtype, detector.device.type)
         detector.set_dtype(self.dtype)
         detector.verdict_cache = VerdictCache(self.config.verdict_cache_size)
         detector.warm_up(list(warmup_lines))

@@ -299,3 +299,33 @@ def test_a_model_directory_encodes_new_lines_with_the_placeholder_it_was_trained
         assert np.allclose(detector.encoder.encode([line]), as_trained, atol=1e-5)
     star, legacy = (Detector.load(tmp_path / name, device="cpu").encoder.encode([line]) for name in ("dir-*", "dir-None"))
     assert float(star[0] @ legacy[0]) < 0.999  # the two placeholders embed differently: the check above can fail
+
+
+def test_a_half_precision_head_scores_while_evidence_keeps_the_float32_weights(seed_model_dir, monkeypatch):
+    import torch
+
+    import logllm_plugin.encoder as encoder_module
+    from logllm_plugin.detector import resolve_head_dtype
+
+    sequences, fault = _faulty_seed_sequences()
+    full = Detector.load(seed_model_dir, device="cpu")
+    full.set_dtype("float32")
+    half = Detector.load(seed_model_dir, device="cpu")
+    half.set_dtype("bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    assert next(half.evidence_model.parameters()).dtype == torch.float32
+    for method in ("occlusion", "gradient"):
+        full.settings.evidence = half.settings.evidence = method
+        full.verdict_cache.clear(), half.verdict_cache.clear()
+        exact, fast = full.detect(sequences), half.detect(sequences)
+        assert max(abs(a.score - b.score) for a, b in zip(exact, fast)) > 0  # bf16 really scored
+        assert [v.label for v in fast] == [v.label for v in exact]
+        assert [v.evidence for v in fast] == [v.evidence for v in exact]
+        assert sum(sequences[n].index(fault) in v.evidence for n, v in enumerate(fast) if v.label == "anomalous") > 0
+    # auto: bf16 only where the CPU multiplies it natively
+    monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_head_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_head_dtype("auto", "cpu") == "float32"
+    assert Detector.load(seed_model_dir, device="cpu").head_dtype == "float32"
+    assert resolve_head_dtype("float16", "cpu") == "float16"
