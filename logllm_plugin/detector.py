@@ -165,7 +165,7 @@ class Detector:
         import torch
 
         # Evidence always runs in float32 (`evidence_model`): attribution compares logits a few
-        # hundredths apart, and bf16 moved the chosen lines of 32 of BGL's 140 flagged windows.
+        # hundredths apart, and a bf16 head moved the chosen lines of 32 of BGL's 140 flagged windows.
         # Scoring may run a half-precision copy (`set_dtype`).
         self.evidence_model = model.eval()
         self.model = self.evidence_model
@@ -263,7 +263,6 @@ class Detector:
                 detector.novelty_uses_model = bool(combine.get("use_model", True))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ModelDirError(f"{path}: novelty table unusable: {exc}") from None
-        detector.set_dtype("auto")
         return detector
 
     def warm_up(self, lines: Sequence[str]) -> None:
@@ -523,12 +522,14 @@ class Detector:
 
 
 def resolve_head_dtype(requested: str, device_type: str) -> str:
-    """The head's scoring dtype for `server.dtype` (auto: every loaded model starts there).
+    """The head's scoring dtype for `server.dtype` (a loaded model scores in float32 until told).
 
-    auto: bfloat16 on CUDA where supported (else float16), and on a CPU with native bf16
-    instructions (about 2x the head's speed there: 24 → 12 ms per 2,000 Spark-like lines); float32
-    elsewhere. Measured on every shared set and the loghub-like samples: no verdict moved
-    (README "Novel lines and incidents"); evidence stays float32 either way.
+    auto: bfloat16 on CUDA where supported (else float16), float32 on a CPU. `bfloat16` on a CPU
+    with native bf16 instructions halves the head's time (24 → 12 ms per 2,000 Spark-like lines)
+    and moved no verdict on any shared set or loghub-like sample, but a score then depends on the
+    batch it was scored in by ~1e-5 (bf16 rounds each layer's output, and kernels pick their
+    blocking by batch shape), where float32 gives the same score alone or in any batch: so it is
+    a choice, not the CPU default (README "Novel lines and incidents"). Evidence stays float32.
     """
     if requested != "auto":
         return requested
@@ -536,9 +537,7 @@ def resolve_head_dtype(requested: str, device_type: str) -> str:
         import torch
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    from logllm_plugin.encoder import cpu_has_native_bf16
-
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return "float32"
 
 
 def load_detector(model_dir: Optional[str | Path] = None, device: str = "auto") -> Detector:

@@ -61,7 +61,7 @@ def _pipeline_pass(detector, data_path: str, batch: int, read_kwargs: dict) -> t
 
 def run_pipeline_bench(*, model_dir: Optional[str], data_path: str, repeat: int = 3, batch: int = 512,
                        latency_samples: int = 300, read_kwargs: Optional[dict] = None, storm: bool = False,
-                       progress: Callable[[str], None] = lambda _: None) -> dict:
+                       head_dtype: str = "auto", progress: Callable[[str], None] = lambda _: None) -> dict:
     from logllm_plugin.detector import load_detector
     from logllm_plugin.inputs import load_input
 
@@ -75,6 +75,7 @@ def run_pipeline_bench(*, model_dir: Optional[str], data_path: str, repeat: int 
     baseline_s = _drain3_pass(lines)
 
     detector = load_detector(model_dir, device="cpu")
+    detector.set_dtype(head_dtype)
     if storm:
         detector.settings.threshold = 0.0  # every sequence anomalous: each one gets evidence
     masked = {detector.store.mask(line) for line in lines}

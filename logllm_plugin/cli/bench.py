@@ -59,8 +59,10 @@ def bench_server_cmd(model_dir: Optional[str], data_path: Optional[str], request
               help="Sequences per model call, as the bridge batches them.")
 @click.option("--threads", type=click.IntRange(1, 256), help="torch intra-op threads (default: torch's choice).")
 @click.option("--storm", is_flag=True, help="Every sequence anomalous (threshold 0): the cost of evidence in an incident.")
+@click.option("--head-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="The head's scoring dtype, as server.dtype sets it (evidence stays float32).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on the last line.")
-def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, storm, as_json):
+def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, storm, head_dtype, as_json):
     """Lines/s read → sequence → template → embed → score, warm and cold, beside Drain3 alone."""
     def work():
         import torch
@@ -71,7 +73,8 @@ def bench_pipeline_cmd(model_dir, data_path, key_regex, repeat, batch, threads, 
             torch.set_num_threads(threads)  # the bench calls the model from this thread
         read_kwargs = {"key_regex": key_regex} if key_regex else {}
         result = run_pipeline_bench(model_dir=model_dir, data_path=data_path, repeat=repeat, batch=batch,
-                                    read_kwargs=read_kwargs, storm=storm, progress=lambda m: click.echo(m, err=True))
+                                    read_kwargs=read_kwargs, storm=storm, head_dtype=head_dtype,
+                                    progress=lambda m: click.echo(m, err=True))
         if not as_json:
             click.echo(f"{result['lines']:,} lines, {result['sequences']:,} sequences "
                        f"({result['anomalous_sequences']:,} anomalous) on {result['cpu_count']} CPUs")
