@@ -87,8 +87,6 @@ def _scored_part(seq: SequenceIn) -> ClosedLines:
     return ClosedLines([seq.lines[k] for k in seq.kept], seq.closed_by or None)
 
 
-
-
 class InferenceCore:
     def __init__(self, config: ServerConfig, metrics: Optional[ServerMetrics] = None):
         self.config = config
