@@ -265,9 +265,15 @@ service:
 
 
 class BridgeProcess:
-    """`logllm-plugin otel bridge` as a real process (so it can be killed with SIGKILL)."""
+    """`logllm-plugin otel bridge` as a real process (so it can be killed with SIGKILL).
 
-    def __init__(self, port, forward_port, spool, model_dir, key_attribute="log.file.name", idle_s=0.5, http_port=None):
+    Port 0 (the default) lets the bridge bind a free port itself and the test reads it from the
+    "bridge listening" log: a port a test picked and released may be taken again before the bridge
+    binds it (an outgoing connection's ephemeral port is enough). A restart passes the old port.
+    """
+
+    def __init__(self, forward_port, spool, model_dir, port=0, key_attribute="log.file.name", idle_s=0.5,
+                 http_port=None):
         import subprocess
         import sys
 
@@ -275,21 +281,29 @@ class BridgeProcess:
             [sys.executable, "-m", "logllm_plugin", "otel", "bridge", "--listen", f"127.0.0.1:{port}",
              "--forward", f"127.0.0.1:{forward_port}", "--model", str(model_dir), "--spool", str(spool),
              "--key-attribute", key_attribute, "--idle-s", str(idle_s), "--metrics-port", "0",
-             *(["--listen-http", f"127.0.0.1:{http_port}"] if http_port else [])],
+             *(["--listen-http", f"127.0.0.1:{http_port}"] if http_port is not None else [])],
             stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
-        self.metrics_url = None
+        self.metrics_url = self.port = self.http_port = None
+        self.stderr_lines = []
 
         def read():
             import json
 
             for line in self.proc.stderr:
+                self.stderr_lines.append(line)
+                if '"bridge listening"' in line:
+                    record = json.loads(line)
+                    self.port, self.http_port = record["port"], record["http_port"]
                 if '"bridge metrics"' in line:  # logged after "bridge listening": the bridge is up
                     self.metrics_url = json.loads(line)["url"]
                     ready.set()
+            ready.set()  # stderr closed: the bridge exited
 
         threading.Thread(target=read, daemon=True).start()
-        assert ready.wait(120), "the bridge did not start"
+        ready.wait(120)
+        assert self.metrics_url, (f"the bridge did not start (exit status {self.proc.poll()}):\n"
+                                  + "".join(self.stderr_lines)[-4000:])
 
     def metric(self, name):
         import urllib.request
@@ -321,10 +335,10 @@ def append_lines(path, start, n):
 def test_collector_bridge_collector_annotates_every_line_once_in_order(otelcol_binary, seed_model_dir, tmp_path):
     log_file = tmp_path / "app.log"
     log_file.write_text("")
-    bridge_port, otlp_port, health_port = free_port(), free_port(), free_port()
+    otlp_port, health_port = free_port(), free_port()
     with OtlpLogsReceiver() as out:
-        bridge = BridgeProcess(bridge_port, otlp_port, tmp_path / "spool", seed_model_dir)
-        config = two_pipeline_config(log_file, bridge_port, otlp_port, out.port, health_port)
+        bridge = BridgeProcess(otlp_port, tmp_path / "spool", seed_model_dir)
+        config = two_pipeline_config(log_file, bridge.port, otlp_port, out.port, health_port)
         with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
             lines = append_lines(log_file, 0, 150)
             arrived = out.wait_for(150, 90)
@@ -344,10 +358,11 @@ def test_collector_bridge_collector_annotates_every_line_once_in_order(otelcol_b
 def test_killing_and_restarting_the_bridge_mid_stream_loses_nothing(otelcol_binary, seed_model_dir, tmp_path):
     log_file = tmp_path / "app.log"
     log_file.write_text("")
-    bridge_port, otlp_port, health_port = free_port(), free_port(), free_port()
+    otlp_port, health_port = free_port(), free_port()
     spool = tmp_path / "spool"
     with OtlpLogsReceiver() as out:
-        bridge = BridgeProcess(bridge_port, otlp_port, spool, seed_model_dir)
+        bridge = BridgeProcess(otlp_port, spool, seed_model_dir)
+        bridge_port = bridge.port
         config = two_pipeline_config(log_file, bridge_port, otlp_port, out.port, health_port)
         with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
             lines = append_lines(log_file, 0, 120)
@@ -355,7 +370,7 @@ def test_killing_and_restarting_the_bridge_mid_stream_loses_nothing(otelcol_bina
             bridge.kill()  # SIGKILL: no flush, no goodbye
             lines += append_lines(log_file, 120, 120)
             time.sleep(1.0)  # the collector is now retrying against a dead port
-            bridge = BridgeProcess(bridge_port, otlp_port, spool, seed_model_dir)
+            bridge = BridgeProcess(otlp_port, spool, seed_model_dir, port=bridge_port)  # where the collector retries
             deadline = time.monotonic() + 120
             while set(lines) - set(out.bodies()) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -406,11 +421,10 @@ def test_known_anomalous_sequences_come_out_anomalous_through_the_collector(otel
 
     log_file = tmp_path / "app.log"
     log_file.write_text("")
-    bridge_port, otlp_port, health_port = free_port(), free_port(), free_port()
+    otlp_port, health_port = free_port(), free_port()
     with OtlpLogsReceiver() as out:
-        bridge = BridgeProcess(bridge_port, otlp_port, tmp_path / "spool", seed_model_dir, key_attribute="seq",
-                               idle_s=2.0)
-        config = two_pipeline_config(log_file, bridge_port, otlp_port, out.port, health_port, SEQ_OPERATORS)
+        bridge = BridgeProcess(otlp_port, tmp_path / "spool", seed_model_dir, key_attribute="seq", idle_s=2.0)
+        config = two_pipeline_config(log_file, bridge.port, otlp_port, out.port, health_port, SEQ_OPERATORS)
         with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
             log_file.write_text("".join(line + "\n" for line in file_lines), encoding="utf-8")
             arrived = out.wait_for(total, 90)
@@ -472,11 +486,10 @@ def test_two_bridges_each_own_a_share_of_the_sources_and_nothing_is_lost(otelcol
     files = {name: tmp_path / f"{name}.log" for name in ("api", "db")}
     for path in files.values():
         path.write_text("")
-    ports = {name: free_port() for name in files}
     otlp_port, health_port = free_port(), free_port()
     with OtlpLogsReceiver() as out:
-        bridges = {name: BridgeProcess(ports[name], otlp_port, tmp_path / f"spool-{name}", seed_model_dir)
-                   for name in files}
+        bridges = {name: BridgeProcess(otlp_port, tmp_path / f"spool-{name}", seed_model_dir) for name in files}
+        ports = {name: bridge.port for name, bridge in bridges.items()}
         config = sharded_config(files, ports, otlp_port, out.port, health_port)
         with CollectorProcess(config, otelcol_binary, health_port=health_port) as col:
             lines = {name: append_lines(path, 1000 * k, 90) for k, (name, path) in enumerate(files.items())}
@@ -502,9 +515,10 @@ def test_a_collector_exporting_otlp_http_reaches_the_bridge_and_every_line_comes
     """The collector's otlp_http exporter (protobuf, gzip by default) → the bridge's OTLP/HTTP."""
     log_file = tmp_path / "app.log"
     log_file.write_text("")
-    bridge_port, http_port, otlp_port, health_port = free_port(), free_port(), free_port(), free_port()
+    otlp_port, health_port = free_port(), free_port()
     with OtlpLogsReceiver() as out:
-        bridge = BridgeProcess(bridge_port, otlp_port, tmp_path / "spool", seed_model_dir, http_port=http_port)
+        bridge = BridgeProcess(otlp_port, tmp_path / "spool", seed_model_dir, http_port=0)
+        bridge_port, http_port = bridge.port, bridge.http_port
         config = two_pipeline_config(log_file, bridge_port, otlp_port, out.port, health_port)
         config = config.replace(f"""  otlp_grpc/logllm:
     endpoint: 127.0.0.1:{bridge_port}
