@@ -52,6 +52,7 @@ class Serve:
     def __init__(self, model_dir, port):
         self.model_dir, self.port, self.proc = model_dir, port, None
         self._serving = threading.Event()
+        self.stderr_lines = []  # shown when it does not become ready
 
     def start(self):
         self._serving.clear()
@@ -64,6 +65,7 @@ class Serve:
 
     def _read(self, proc):
         for line in proc.stderr:
+            self.stderr_lines.append(line)
             try:
                 if json.loads(line).get("msg") == "serving":
                     self._serving.set()
@@ -74,7 +76,11 @@ class Serve:
         return self._serving.is_set()
 
     def wait_serving(self, timeout=120):
-        assert self._serving.wait(timeout), "logllm-plugin serve did not become ready"
+        deadline = time.monotonic() + timeout
+        while not self._serving.wait(0.2) and self.proc.poll() is None and time.monotonic() < deadline:
+            pass
+        assert self._serving.is_set(), (f"logllm-plugin serve did not become ready (exit status {self.proc.poll()}):\n"
+                                        + "".join(self.stderr_lines)[-4000:])
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
