@@ -234,7 +234,7 @@ def _reference(history: list[LogSequence], test: list[LogSequence], labels: list
     from trainers.small import train_small
 
     started = time.monotonic()
-    config = load_config(environ={})
+    config = load_config(environ={}).label_free()  # as `train small --normal-only` trains
     unlabeled = [LogSequence(id=s.id, lines=s.lines, label=0) for s in history]
     train_small(unlabeled, None, config, out, normal_only=True)
     seconds = round(time.monotonic() - started, 1)

@@ -22,7 +22,8 @@ def train() -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--valid", "valid_path", help=VALID_HELP)
 @config_option
-@click.option("--epochs", type=click.IntRange(1), help="Training epochs (overrides the config).")
+@click.option("--epochs", type=click.IntRange(1),
+              help="Training epochs (overrides the config: training.epochs, with --normal-only learning.epochs).")
 @click.option("--seed", type=click.IntRange(0), help="Random seed; the same seed gives the same model.")
 @click.option("--normal-only", is_flag=True, help="Treat the data as normal history and inject anomalies.")
 @click.option("--train-split", help="Use only sequences whose `split` field has this value.")
@@ -47,6 +48,8 @@ def train_small_cmd(train_path, out_dir, valid_path, config_path, epochs, seed, 
         if original_size:
             overrides["model"] = dataclasses.asdict(ModelConfig.original())
         config = load_config(config_path, overrides)
+        if normal_only and epochs is None:
+            config = config.label_free()  # learning mode's epochs: the same label-free model
         common = dict(fmt=fmt, line_regex=line_regex, key_regex=key_regex, sequencer=config.sequencer)
         if bool(train_path) == bool(history.get("url")):
             raise click.UsageError("give exactly one of --train FILE or --from-es URL")

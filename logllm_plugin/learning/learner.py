@@ -248,9 +248,7 @@ class LearningDetector(VersionedDetector):
         out_dir = work / "model"
         train_path = work / "train.jsonl"
         write_training_set(train_path, train, marked["normal"], marked["anomalous"], closed_by=window.closed_by)
-        config = config_to_dict(self.config)
-        if lc.epochs is not None:
-            config["training"]["epochs"] = lc.epochs
+        config = config_to_dict(self.config.label_free())
         logger.info("learning: training on %d sequences (%d held out for checks)", len(train), len(holdout),
                     extra={"left_out": left_out})
         job = start_training(train_path, config, out_dir, self.threads, lc.nice, work / "train.log")

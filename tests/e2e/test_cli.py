@@ -143,6 +143,23 @@ def test_normal_only_training_learns_from_history_with_injected_anomalies(tmp_pa
     assert set(metrics["categories"]) >= {"dropped", "duplicated", "reordered", "foreign"}
 
 
+@pytest.mark.parametrize("extra, epochs", [([], 3), (["--epochs", "2"], 2)])
+def test_normal_only_training_takes_learning_modes_epochs_unless_told(tmp_path, tiny_config_file, extra, epochs):
+    """`train small --normal-only` trains the model learning mode trains, for learning.epochs, not
+    training.epochs (the supervised count); --epochs still decides."""
+    normal = [s for s in map(json.loads, (DATA / "seed_train.jsonl").read_text().splitlines()) if s["label"] == 0]
+    data = tmp_path / "history.jsonl"
+    data.write_text("".join(json.dumps({"id": s["id"], "lines": s["lines"]}) + "\n" for s in normal))
+    config = tmp_path / "c.yaml"
+    config.write_text(tiny_config_file.read_text().replace("training:\n", "training:\n  epochs: 7\n")
+                      + "learning:\n  epochs: 3\n")
+    out = tmp_path / "m"
+    result = CliRunner().invoke(main, ["train", "small", "--train", str(data), "--out", str(out), "--normal-only",
+                                       "--config", str(config), "--seed", "3", *extra])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == epochs
+
+
 # ------------------------------------------------------------------------- bad input, no traceback
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "logllm_plugin", *args], capture_output=True, text=True,

@@ -133,15 +133,32 @@ def test_the_label_free_cut_does_not_sit_on_a_cluster_of_identical_normal_scores
     labels = [0] * len(normal)
     valid = [LogSequence(id=str(i), lines=["x"], label=0) for i in range(len(normal))]
     assert np.quantile(normal, 0.98) == cluster  # the case: the quantile is the cluster's score
-    cut = normal_fpr_threshold(0.3, valid, normal, labels)
+    cut = normal_fpr_threshold(0.3, valid, normal, labels, quantile=0.98)
     for eps in (-1e-7, -1e-12, 0.0, 1e-12, 1e-7):  # the same sequences, rounded or embedded a bit differently
         assert not _detector_flags([cluster + eps], cut).any(), eps
     assert _detector_flags([0.72], cut).all()  # the next higher held-out score is still flagged
     # ... and the cut keeps its decision when the held-out scores come in another order
     order = rng.permutation(len(normal))
-    assert normal_fpr_threshold(0.3, valid, normal[order], labels) == cut
+    assert normal_fpr_threshold(0.3, valid, normal[order], labels, quantile=0.98) == cut
     # a best-F1 cut above the quantile wins as before
-    assert normal_fpr_threshold(0.8, valid, normal, labels) == 0.8
+    assert normal_fpr_threshold(0.8, valid, normal, labels, quantile=0.98) == 0.8
+
+
+def test_the_label_free_model_flags_no_held_out_normal_sequence_by_default():
+    """The model's recall on validation is recall on injected anomalies, which it learns; its own
+    cut therefore sits above every genuine held-out normal score, with a margin."""
+    from trainers.small import normal_fpr_threshold
+
+    rng = np.random.default_rng(1)
+    normal = rng.uniform(0.05, 0.97, 1200)
+    valid = [LogSequence(id=str(i), lines=["x"], label=0) for i in range(len(normal))]
+    injected = rng.uniform(0.9, 1.0, 600)  # half of them score like the top normal ones
+    scores = np.concatenate([normal, injected])
+    labels = [0] * len(normal) + [1] * len(injected)
+    cut = normal_fpr_threshold(0.5, valid + valid[:600], scores, labels)
+    assert not _detector_flags(normal, cut).any()
+    assert not _detector_flags([normal.max() + 1e-9], cut).any()  # the top one, rounded otherwise
+    assert _detector_flags([0.999], cut).all()  # what scores above all normal history still flags
 
 
 def test_the_label_free_cut_keeps_a_margin_when_the_quantile_is_the_top_score():
