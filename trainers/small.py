@@ -38,8 +38,9 @@ TEMPLATE_DROPOUT = 0.05  # share of training lines shown as "novel" so the novel
 # --normal-only: the share of held-out normal history the novelty view's calibration may flag.
 TARGET_FPR = 0.02
 # --normal-only: the model's own cut is the higher of the best F1 on injected anomalies and a cut
-# above every held-out normal history score (this quantile of them). Its validation recall comes from injected anomalies, which it learns to catch, while
-# real incidents need not look like them: at the 98% quantile the model added 1 of 57 HDFS test
+# above every held-out normal history score (this quantile of them). Its validation recall comes
+# from injected anomalies, which it learns to catch, while real incidents need not look like them:
+# at the 98% quantile the model added 1 of 57 HDFS test
 # anomalies for 18 false positives (30 epochs) or 13 for 32 (10 epochs); above the top held-out
 # score it added 0 for 0 and 12 for 0. What the model flags then is unlike all held-out normal
 # history, and the novelty view keeps its own 2% calibration.
