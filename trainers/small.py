@@ -80,17 +80,24 @@ def seed_everything(seed: int) -> None:
 
 def split_holdout(sequences: list[LogSequence], fraction: float, how: str = "random",
                   seed: int = 0) -> tuple[list[LogSequence], list[LogSequence]]:
-    """Hold out `fraction` of the input for the threshold: a seeded random share, or the tail.
+    """Hold out `fraction` of the input for the threshold: a seeded random share, the tail, or half each.
 
-    Both keep file order inside each part. The random share sees the same kinds of anomalies the
+    All keep file order inside each part. The random share sees the same kinds of anomalies the
     model trains on, so the threshold it picks transfers; a chronological tail can hold only kinds
     the model never saw and then picks a threshold far too low (see TrainingConfig.holdout).
+    "mixed" holds out half of the share from the tail and half at random from the rest: normal
+    history's newest shapes reach the calibration without a threshold set on them alone.
     """
     n = len(sequences)
     size = min(max(int(round(n * fraction)), 1), n - 1)
     if how == "tail":
         return sequences[: n - size], sequences[n - size :]
-    held = set(np.random.default_rng(seed).choice(n, size=size, replace=False).tolist())
+    rng = np.random.default_rng(seed)
+    if how == "mixed":
+        tail = size // 2
+        held = set(rng.choice(n - tail, size=size - tail, replace=False).tolist()) | set(range(n - tail, n))
+    else:
+        held = set(rng.choice(n, size=size, replace=False).tolist())
     return ([s for i, s in enumerate(sequences) if i not in held],
             [s for i, s in enumerate(sequences) if i in held])
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 
 from logllm_plugin.featurize import FeaturizedBatch, FeaturizedSequence
@@ -114,6 +116,22 @@ def test_holdout_is_a_seeded_random_share_in_file_order_or_the_tail():
     assert [s.id for s in split_holdout(seqs, 0.2, "random", seed=4)[1]] != [s.id for s in valid]
     tail_train, tail_valid = split_holdout(seqs, 0.2, "tail")
     assert [s.id for s in tail_valid] == [str(i) for i in range(80, 100)] and len(tail_train) == 80
+    mixed_train, mixed_valid = split_holdout(seqs, 0.2, "mixed", seed=3)
+    held = [int(s.id) for s in mixed_valid]
+    assert len(held) == 20 and sorted(s.id for s in mixed_train + mixed_valid) == sorted(s.id for s in seqs)
+    assert held[-10:] == list(range(90, 100)) and held == sorted(held)  # half the newest, file order kept
+    assert max(held[:10]) < 90 and max(held[:10]) - min(held[:10]) > 30  # half spread over the rest
+
+
+def test_label_free_training_takes_learning_epochs_and_holdout_unless_null():
+    from logllm_plugin.config import LearningConfig, PluginConfig
+
+    config = PluginConfig()
+    assert (config.label_free().training.epochs, config.label_free().training.holdout) == (12, "mixed")
+    assert config.training.holdout == "random"  # supervised training keeps its own
+    kept = dataclasses.replace(config, learning=LearningConfig(epochs=None, holdout=None)).label_free()
+    assert (kept.training.epochs, kept.training.holdout) == (config.training.epochs, "random")
+    assert LearningConfig(holdout="newest").problems() == ["learning.holdout must be random, tail, mixed or null, not 'newest'"]
 
 
 def test_evidence_metrics_count_labeled_lines_among_the_evidence_of_flagged_sequences():
