@@ -123,6 +123,9 @@ class TrainingConfig:
     # --normal-only: history is unlabeled and may hold a few anomalies; at most this share of it,
     # the sequences holding the rarest masked lines, is left out of training (trainers/contamination.py).
     leave_out_rare_share: float = 0.03
+    # --normal-only: the sequences holding a seldom line with an alarm word ("exception", "failed")
+    # are left out too, when they are at most this share of history (trainers/contamination.py).
+    leave_out_alarm_share: float = 0.05
     # --normal-only: at most this share of history, the sequences holding a line that no other
     # contiguous part of the (time-ordered) history holds and far from all it holds, is left out
     # too (trainers/contamination.py). 0 (off): on bgl_20k it cost clean history more F1 than it
@@ -133,6 +136,8 @@ class TrainingConfig:
         out = []
         if not 0.0 <= self.leave_out_rare_share < 0.5:
             out.append("training.leave_out_rare_share must be in [0, 0.5)")
+        if not 0.0 <= self.leave_out_alarm_share < 0.5:
+            out.append("training.leave_out_alarm_share must be in [0, 0.5)")
         if not 0.0 <= self.oof_screen_share < 0.5:
             out.append("training.oof_screen_share must be in [0, 0.5)")
         if self.epochs < 1 or self.batch_size < 1:

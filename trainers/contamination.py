@@ -8,6 +8,13 @@ a share of the history so that a history full of rare-but-normal sequences loses
   sequence prints (error lines, a failing device's messages); normal traffic repeats its shapes.
   The sequences that hold a masked line seen in at most max(2, `support_share` × history)
   sequences are left out, rarest first, at most `training.leave_out_rare_share` of the history.
+* Alarm words (`leave_out_alarming`, on by default): an incident that repeats its error lines
+  across dozens of sequences is not rare, but its lines say what they are ("exception", "failed",
+  "refused"). The sequences holding a line with such a word that at most 2% of the history holds
+  are left out, when they are at most `training.leave_out_alarm_share` of the history (more: this
+  system's normal traffic talks that way, and they stay). On hdfs_100k with 3% anomalies mixed in
+  it takes out 37 sequences, all anomalies, and the novelty view goes back from 0.161 to its clean
+  0.480; clean histories of the shared sets lose nothing (README "Learning mode": contamination).
 * Out of fold (`screen_out_of_fold`, off by default): an incident that lasts a while repeats its
   lines across many sequences, so they are not rare, but it sits in one stretch of time. The
   time-ordered history is cut into contiguous folds; a sequence holding a masked line that no
@@ -21,6 +28,7 @@ the incident's own alert lines, so it stays off there (see the README for the fi
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Callable, Sequence
 
@@ -105,4 +113,40 @@ def screen_out_of_fold(history: Sequence[LogSequence], mask: Callable[[str], str
     operator's labeled anomaly), and how many were left out."""
     unlabeled, masked = _unlabeled_masked(history, mask)
     out = {unlabeled[k] for k in out_of_fold_sequences(masked, embed, tolerance, max_share, folds)}
+    return _without(history, out), len(out)
+
+
+# Words that operators' logs use for trouble, in any system: an incident's lines carry them far
+# more often than normal traffic's. Generic on purpose (no system's own phrasing).
+ALARM_WORDS = re.compile(
+    r"(?<![A-Za-z])(?:errors?|err|fail(?:s|ed|ure|ures|ing)?|fatal|exceptions?|panic|abort(?:s|ed|ing)?|critical"
+    r"|refused|denied|unable|cannot|can't|timed out|timeouts?|unreachable|corrupt(?:ed|ion)?|killed|severe"
+    r"|crash(?:es|ed)?|lost|broken)(?![A-Za-z])", re.IGNORECASE)
+
+
+ALARM_SUPPORT_SHARE = 0.02  # an alarm-word line in at most this share of sequences (and at least 2) is suspect
+
+
+def alarm_line_sequences(masked: Sequence[Sequence[str]], max_share: float,
+                         support_share: float = ALARM_SUPPORT_SHARE) -> list[int]:
+    """Indexes of the sequences to leave out: those holding a masked line with an alarm word that
+    at most max(2, `support_share` × history) sequences hold, when they are at most `max_share`
+    of the history; none when they are more (0 disables). More means this system's normal traffic
+    speaks that way (on bgl_20k 14-25% of the windows, most of them labeled normal, hold such a
+    line), and leaving them out would teach the model that its normal is an incident."""
+    if max_share <= 0 or not masked:
+        return []
+    support = Counter(line for lines in masked for line in set(lines))
+    limit = max(2, int(support_share * len(masked)))
+    alarming = {line for line, n in support.items() if n <= limit and ALARM_WORDS.search(line)}
+    found = [n for n, lines in enumerate(masked) if alarming.intersection(lines)]
+    return found if len(found) <= max_share * len(masked) else []
+
+
+def leave_out_alarming(history: Sequence[LogSequence], mask: Callable[[str], str],
+                       max_share: float) -> tuple[list[LogSequence], int]:
+    """History without the sequences `alarm_line_sequences` picks (an operator's labeled
+    anomalies stay), and how many were left out."""
+    unlabeled, masked = _unlabeled_masked(history, mask)
+    out = {unlabeled[k] for k in alarm_line_sequences(masked, max_share)}
     return _without(history, out), len(out)

@@ -25,7 +25,7 @@ from logllm_plugin.featurize import FeaturizedBatch, featurize, pad_batch, windo
 from logllm_plugin.records import LogSequence
 from logllm_plugin.templates import TemplateStore
 from trainers.baseline import TemplateCountBaseline
-from trainers.contamination import leave_out_rare, screen_out_of_fold
+from trainers.contamination import leave_out_alarming, leave_out_rare, screen_out_of_fold
 from trainers.evaluation import best_f1_threshold, binary_metrics
 from trainers.injection import inject_anomalies, truncated_copies
 from trainers.novelty import NOVELTY_FILE, HistoryTable, NoveltyScorer, calibrate, variant_tolerance
@@ -189,6 +189,7 @@ class _Prepared:
     normal_history: list[LogSequence]  # what the novelty table learns
     training_part_history: list[LogSequence]  # --normal-only: the history less its validation part
     left_out_rare: int
+    left_out_alarm: int
     left_out_of_fold: int
     store: TemplateStore
     encoder: LineEncoder
@@ -237,11 +238,13 @@ def train_small(
 def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], config: PluginConfig,
              normal_only: bool) -> _Prepared:
     tc = config.training
-    left_out_rare = screened = 0
+    left_out_rare = alarmed = screened = 0
     encoder = LineEncoder(config.encoder.training_config())  # the saved config keeps the scoring dtype
     if normal_only:
         train, left_out_rare = leave_out_rare(train, TemplateStore(config.templates).mask, tc.leave_out_rare_share)
         logger.info("left out %d history sequences holding the rarest lines (possible incidents)", left_out_rare)
+        train, alarmed = leave_out_alarming(train, TemplateStore(config.templates).mask, tc.leave_out_alarm_share)
+        logger.info("left out %d history sequences holding seldom lines with alarm words (possible incidents)", alarmed)
         if tc.oof_screen_share > 0:
             train, screened = screen_history(train, config, encoder)
             logger.info("left out %d history sequences holding lines far from every other part of the history "
@@ -255,7 +258,7 @@ def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], confi
     store.learn(line for seq in train for line in seq.lines)
     train_batch = featurize(store, encoder, [s.lines for s in train])
     valid_batch = featurize(store, encoder, [s.lines for s in valid]) if valid else None
-    return _Prepared(train, valid, normal_seqs, training_part_history, left_out_rare, screened, store, encoder,
+    return _Prepared(train, valid, normal_seqs, training_part_history, left_out_rare, alarmed, screened, store, encoder,
                      train_batch, valid_batch, _categories(train))
 
 
@@ -391,6 +394,7 @@ def _choose_thresholds(model, data: _Prepared, config: PluginConfig, normal_only
     metrics["novelty_calibration"] = novelty.to_dict()["calibration"] if normal_only else None
     metrics["view_choice"] = view_report
     metrics["left_out_rare"] = data.left_out_rare
+    metrics["left_out_alarm"] = data.left_out_alarm
     metrics["left_out_of_fold"] = data.left_out_of_fold
     gate = None
     if not normal_only and data.valid_batch and threshold_source == "validation":

@@ -182,9 +182,30 @@ def test_the_label_free_trainer_leaves_a_bursty_incident_out_of_its_history_when
     error = "ERROR ledger write failed for order <*>"
     for share, expect_out, expect_seen in ((0.0, 0, True), (0.05, 12, False)):
         config = tiny_config(epochs=2, seed=0)
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, oof_screen_share=share))
+        config = dataclasses.replace(config, training=dataclasses.replace(
+            config.training, oof_screen_share=share, leave_out_alarm_share=0.0))  # this screen alone
         outcome = train_small(list(history), None, config, tmp_path / f"m{share}", normal_only=True)
         table = NoveltyScorer.from_dict(json.loads((tmp_path / f"m{share}" / NOVELTY_FILE).read_text())).table
         assert outcome.metrics["left_out_rare"] == 0 and outcome.metrics["left_out_of_fold"] == expect_out, share
         assert (error in table.support) == expect_seen, (share, sorted(table.support))
         assert "order <*> received" in table.support
+
+
+def test_the_label_free_trainer_leaves_an_incident_that_names_itself_out_of_its_history(tmp_path):
+    """Eight requests that fail with the same error line are not rare (rarity keeps them), but the
+    line says "failed": the default trainer leaves them out, so the line stays novel; with the
+    alarm screen off it is learned as normal."""
+    import dataclasses
+    import json
+
+    rng = random.Random(11)
+    history = [LogSequence(id=f"h{i}", lines=workflow(rng, "foreign" if 200 <= i < 208 else "normal"))
+               for i in range(400)]
+    error = "ERROR ledger write failed for order <*>"
+    for share, expect_out in ((0.05, 8), (0.0, 0)):
+        config = tiny_config(epochs=2, seed=0)
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, leave_out_alarm_share=share))
+        outcome = train_small(list(history), None, config, tmp_path / f"m{share}", normal_only=True)
+        table = NoveltyScorer.from_dict(json.loads((tmp_path / f"m{share}" / NOVELTY_FILE).read_text())).table
+        assert outcome.metrics["left_out_alarm"] == expect_out, share
+        assert (error in table.support) == (expect_out == 0), share

@@ -169,6 +169,27 @@ def test_history_sequences_with_the_rarest_lines_are_left_out_within_a_budget():
     assert left == 4 and any(s.id == "s480" for s in kept) and not any(s.id == "s481" for s in kept)
 
 
+def test_alarm_screen_leaves_out_a_repeated_incident_unless_alarm_words_are_this_systems_normal():
+    from trainers.contamination import alarm_line_sequences, leave_out_alarming
+
+    common = [["GET /a 200", "db query ok", "GET /b 200"]] * 490
+    incident = [["GET /a 200", "upstream connection refused by <*>", "GET /b 502"]] * 6  # 6 holders: not rare
+    routine = [["GET /a 200", "retry policy loaded", "GET /b 200"]] * 4  # seldom, but no alarm word
+    masked = common + incident + routine
+    assert alarm_line_sequences(masked, max_share=0.05) == list(range(490, 496))
+    assert alarm_line_sequences(masked, max_share=0.0) == []
+    # an alarm word in lines that thousands of sequences hold is this system's normal: kept
+    assert alarm_line_sequences([["job failed over to standby", "ok"]] * 300 + incident, max_share=0.05) == list(range(300, 306))
+    # a system whose normal traffic is full of seldom alarm-word lines (BGL-like): more than the
+    # share hold one, so the words tell nothing and nothing is left out
+    chatty = [["node up", f"ECC error corrected on DIMM {d % 40}"] for d in range(200)] + common[:200]
+    assert alarm_line_sequences(chatty, max_share=0.05) == []
+    history = [LogSequence(id=f"s{n}", lines=list(lines), label=None) for n, lines in enumerate(masked)]
+    history[490].label = 1  # an operator's labeled anomaly stays training data
+    kept, left = leave_out_alarming(history, lambda line: line, max_share=0.05)
+    assert left == 5 and any(s.id == "s490" for s in kept) and not any(s.id == "s491" for s in kept)
+
+
 def _trigram_embed(texts):
     """A deterministic stand-in for the line encoder: unit-norm hashed character trigrams, so lines
     that share most of their text lie close and unrelated lines lie far apart."""
