@@ -15,6 +15,7 @@ receivers `otlp`, `file_log` (alias `filelog`); processors `batch`, `memory_limi
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -63,11 +64,39 @@ def build_collector(timeout: float = 1800.0) -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    """A TCP port that was free a moment ago, from below the kernel's ephemeral range.
+
+    A port read from a bind to port 0 is an ephemeral one: between closing it and the collector
+    binding it, any outgoing connection on the host may be given the same port (CI: "bind: address
+    already in use" for a collector's health port while Elasticsearch clients were connecting).
+    Ports below that range are never handed out that way, so only an explicit bind can take one;
+    each is returned once per process."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _random.randrange(max(1024, low - 12000), low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded host: an ephemeral one
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+_random = random.SystemRandom()
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:

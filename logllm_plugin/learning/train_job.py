@@ -52,12 +52,16 @@ FEEDBACK_COPIES = 10
 def write_training_set(path: Path, normal: Sequence[Sequence[str]], marked_normal: Sequence[Sequence[str]] = (),
                        marked_anomalous: Sequence[Sequence[str]] = (),
                        closed_by: Optional[Sequence[Optional[str]]] = None) -> None:
-    """History as normal (label 0), with the sequencer's reason when known; operators' corrections
-    with their labels, FEEDBACK_COPIES each."""
+    """Operators' corrections with their labels, FEEDBACK_COPIES each, then the history as normal
+    (label 0, oldest first), with the sequencer's reason when known.
+
+    The history comes last because the trainer reads the end of its input as the newest traffic
+    (`learning.holdout: mixed` holds out part of the threshold's share from there): corrections
+    after it would all be held out, never trained on."""
     edges = list(closed_by) if closed_by is not None else [None] * len(normal)
-    rows = [(lines, 0, edge) for lines, edge in zip(normal, edges)]
-    rows += [(lines, 0, None) for lines in marked_normal for _ in range(FEEDBACK_COPIES)]
+    rows = [(lines, 0, None) for lines in marked_normal for _ in range(FEEDBACK_COPIES)]
     rows += [(lines, 1, None) for lines in marked_anomalous for _ in range(FEEDBACK_COPIES)]
+    rows += [(lines, 0, edge) for lines, edge in zip(normal, edges)]
     with open(path, "w", encoding="utf-8") as handle:
         for n, (lines, label, edge) in enumerate(rows):
             row = {"id": f"h{n}", "lines": list(lines), "label": label}

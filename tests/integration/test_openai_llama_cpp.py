@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,9 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from collectors.otel.collector_process import free_port
+
+    return free_port()  # below the ephemeral range: no outgoing connection takes it meanwhile
 
 
 @pytest.fixture(scope="module")

@@ -231,7 +231,8 @@ def test_corrections_go_to_the_trainer_with_their_labels_and_enough_weight_to_co
     write_training_set(path, [["a", "b"], ["a", "c"]], marked_normal=[["x", "y"]], marked_anomalous=[["boom"]],
                        closed_by=["end", None])
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert [r.get("closed_by") for r in rows[:2]] == ["end", None]  # the sequencer's reason reaches the trainer
+    assert [r["lines"] for r in rows[-2:]] == [["a", "b"], ["a", "c"]]  # history last, in time order: the newest
+    assert [r.get("closed_by") for r in rows[-2:]] == ["end", None]  # the sequencer's reason reaches the trainer
     by_lines = Counter((tuple(r["lines"]), r["label"]) for r in rows)
     assert by_lines == {(("a", "b"), 0): 1, (("a", "c"), 0): 1, (("x", "y"), 0): FEEDBACK_COPIES,
                         (("boom",), 1): FEEDBACK_COPIES}
