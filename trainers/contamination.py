@@ -39,6 +39,13 @@ from logllm_plugin.records import LogSequence
 
 SUPPORT_SHARE = 0.002  # a masked line in at most this share of sequences (and at least 2) is rare
 SCREEN_FOLDS = 2  # contiguous parts of the history for the out-of-fold screen
+# Words that operators' logs use for trouble, in any system: an incident's lines carry them far
+# more often than normal traffic's. Generic on purpose (no system's own phrasing).
+ALARM_WORDS = re.compile(
+    r"(?<![A-Za-z])(?:errors?|err|fail(?:s|ed|ure|ures|ing)?|fatal|exceptions?|panic|abort(?:s|ed|ing)?|critical"
+    r"|refused|denied|unable|cannot|can't|timed out|timeouts?|unreachable|corrupt(?:ed|ion)?|killed|severe"
+    r"|crash(?:es|ed)?|lost|broken)(?![A-Za-z])", re.IGNORECASE)
+ALARM_SUPPORT_SHARE = 0.02  # an alarm-word line in at most this share of sequences (and at least 2) is suspect
 
 
 def rare_line_sequences(masked: Sequence[Sequence[str]], max_share: float,
@@ -114,17 +121,6 @@ def screen_out_of_fold(history: Sequence[LogSequence], mask: Callable[[str], str
     unlabeled, masked = _unlabeled_masked(history, mask)
     out = {unlabeled[k] for k in out_of_fold_sequences(masked, embed, tolerance, max_share, folds)}
     return _without(history, out), len(out)
-
-
-# Words that operators' logs use for trouble, in any system: an incident's lines carry them far
-# more often than normal traffic's. Generic on purpose (no system's own phrasing).
-ALARM_WORDS = re.compile(
-    r"(?<![A-Za-z])(?:errors?|err|fail(?:s|ed|ure|ures|ing)?|fatal|exceptions?|panic|abort(?:s|ed|ing)?|critical"
-    r"|refused|denied|unable|cannot|can't|timed out|timeouts?|unreachable|corrupt(?:ed|ion)?|killed|severe"
-    r"|crash(?:es|ed)?|lost|broken)(?![A-Za-z])", re.IGNORECASE)
-
-
-ALARM_SUPPORT_SHARE = 0.02  # an alarm-word line in at most this share of sequences (and at least 2) is suspect
 
 
 def alarm_line_sequences(masked: Sequence[Sequence[str]], max_share: float,

@@ -241,9 +241,10 @@ def _prepare(train: list[LogSequence], valid: Optional[list[LogSequence]], confi
     left_out_rare = alarmed = screened = 0
     encoder = LineEncoder(config.encoder.training_config())  # the saved config keeps the scoring dtype
     if normal_only:
-        train, left_out_rare = leave_out_rare(train, TemplateStore(config.templates).mask, tc.leave_out_rare_share)
+        mask = TemplateStore(config.templates).mask
+        train, left_out_rare = leave_out_rare(train, mask, tc.leave_out_rare_share)
         logger.info("left out %d history sequences holding the rarest lines (possible incidents)", left_out_rare)
-        train, alarmed = leave_out_alarming(train, TemplateStore(config.templates).mask, tc.leave_out_alarm_share)
+        train, alarmed = leave_out_alarming(train, mask, tc.leave_out_alarm_share)
         logger.info("left out %d history sequences holding seldom lines with alarm words (possible incidents)", alarmed)
         if tc.oof_screen_share > 0:
             train, screened = screen_history(train, config, encoder)
