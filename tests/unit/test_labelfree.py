@@ -43,6 +43,20 @@ def test_calibration_keeps_transitions_for_fixed_workflows_and_drops_them_for_in
     assert not loose.use_pairs and loose.measured["pair_rate"] > 0.5
 
 
+def test_where_most_normal_sequences_bring_a_new_message_type_a_new_line_alone_is_not_news():
+    rng = random.Random(1)
+    common = [f"event{i}" for i in range(10)]
+    # a desktop's syslog: every window carries a message type the rest of history never printed
+    chatty = [rng.sample(common, 6) + [f"message type {n} of a chatty daemon"] for n in range(200)]
+    raised = calibrate(chatty, hashed_embed)
+    assert raised.measured["variant_tolerance_flag_rate"] > 0.9  # at the tolerance: nearly all flagged
+    assert raised.line_distance > 0 and raised.measured["line_flag_rate"] <= 0.03
+    # where new lines are rare (one window in ten), the tolerance stays the cut, as on BGL
+    quiet = [rng.sample(common, 7) + ([f"message type {n}"] if n % 10 == 0 else []) for n in range(200)]
+    kept = calibrate(quiet, hashed_embed)
+    assert kept.line_distance == 0.0 and "variant_tolerance_flag_rate" not in kept.measured
+
+
 STEPS = ["order {id} received", "payment for order {id} authorized", "stock reserved for order {id}",
          "invoice {id} generated", "shipment for order {id} scheduled", "order {id} closed"]
 RETRY = "payment gateway busy, retry {n} for order {id}"
