@@ -95,7 +95,9 @@ def bridge_for(receiver, scorer, tmp_path, max_lines=15, idle_s=0.5, **kwargs):
 
 def test_records_arrive_once_annotated_and_in_order_per_key_across_requests(scorer, seed_sequences, tmp_path):
     receiver = Receiver()
-    bridge = bridge_for(receiver, scorer, tmp_path, max_lines=15)
+    # idle_s well above the gap between two requests on a loaded host (0.5 s closed a sequence at
+    # 12 lines once, with other jobs on both cores): this test is about sequences spanning requests
+    bridge = bridge_for(receiver, scorer, tmp_path, max_lines=15, idle_s=5.0)
     lines = [line for s in seed_sequences[:6] for line in s.lines]
     # Two services interleaved, each request carrying a few lines: sequences span requests.
     for start in range(0, len(lines), 4):
