@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import threading
@@ -34,6 +35,14 @@ from logllm_plugin.records import LogSequence, Verdict
 logger = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 20
+# A release's new lines in one sequence, each read as dropped or as its nearest known line: every
+# combination up to this many distinct lines (2^3 readings), beyond it the two uniform readings.
+RELEASE_COMBINATIONS_UP_TO = 3
+# A new line this close to a known one (cosine distance of the line embeddings) reads as that line
+# reworded: "Receiving block <*> src: /<*> dest: /<*> [build <*>]" lies 0.08 from the line without
+# the suffix, two HDFS events ("Receiving block" / "Received block") 0.35 apart, the variant
+# tolerances of the shared sets' templates 0.11-0.28.
+REWORDED_DISTANCE = 0.2
 
 
 def _store_threshold(model_dir: Path, threshold: float) -> None:
@@ -210,7 +219,9 @@ class LearningDetector(VersionedDetector):
         return window
 
     def _confidently_flagged(self, train: list[list[str]]) -> set[int]:
-        """Indexes the serving model flags at `high_confidence`, except those whose unknown lines are common."""
+        """Indexes the serving model flags at `high_confidence`, except those whose unknown lines are
+        common (a release's) and that read as normal once those lines are read as the release meant
+        them (see `_release_readings`)."""
         current = self._current
         verdicts = current.detect([list(s) for s in train])
         store = current.store
@@ -219,23 +230,30 @@ class LearningDetector(VersionedDetector):
         for matches in masked_of:
             share_of.update({m.text for m in matches if m.novel})
         common = {text for text, n in share_of.items() if n >= self.learning.new_normal_share * max(len(train), 1)}
+        # what the serving model knows: its normal history's lines (label-free models keep them in
+        # their novelty table), else the known lines of this window (a release rewrote the most
+        # common ones, so the window alone may hold the new wording only)
+        known = {m.text for matches in masked_of for m in matches if not m.novel}
+        if getattr(current, "novelty", None) is not None:
+            known |= set(current.novelty.table.support)
+        nearest = nearest_known_lines(current.encoder, common, known)
         out, recheck = set(), {}
         for n, (verdict, matches) in enumerate(zip(verdicts, masked_of)):
             if verdict.label != "anomalous" or verdict.score < self.learning.high_confidence:
                 continue
             unknown = {m.text for m in matches if m.novel}
             if unknown and unknown <= common:
-                # New lines that many sequences carry now are the new normal; whether the rest of
-                # the sequence is anomalous is asked of it without them.
-                rest = [line for line, m in zip(train[n], matches) if m.text not in common]
-                if rest:
-                    recheck[n] = rest
+                readings = _release_readings(train[n], matches, common, nearest)
+                if readings:
+                    recheck[n] = readings
                 continue
             out.add(n)
         if recheck:
-            again = current.detect(list(recheck.values()))
-            out.update(n for n, verdict in zip(recheck, again)
-                       if verdict.label == "anomalous" and verdict.score >= self.learning.high_confidence)
+            asked = [(n, reading) for n, readings in recheck.items() for reading in readings]
+            again = current.detect([reading for _, reading in asked])
+            normal_somehow = {n for (n, _), verdict in zip(asked, again)
+                              if verdict.label != "anomalous" or verdict.score < self.learning.high_confidence}
+            out.update(n for n in recheck if n not in normal_somehow)
         return out
 
     def _train_and_check(self) -> dict:
@@ -300,3 +318,38 @@ class LearningDetector(VersionedDetector):
         return {**super().info(), "history_sequences": self.history.count, "received": self.history.received,
                 "history_write_errors": self.history.write_errors, "trainings": self.trainings,
                 "training": self.training, "last_training": self.last_outcome}
+
+
+def _release_readings(lines: list[str], matches, common: set[str], nearest: dict[str, tuple[str, float]]) -> list[list[str]]:
+    """A sequence whose only unknown lines are common ones (a release's), read the ways the release
+    may have meant them: each such line dropped (a release that *adds* a line) or read as the known
+    line nearest to it (a release that *rewords* one: dropped, a block would miss a step it always
+    holds). Every combination for up to RELEASE_COMBINATIONS_UP_TO distinct lines (a release may do
+    both at once); beyond, all dropped, all read as their nearest, and each read as its nearest
+    where that lies within REWORDED_DISTANCE. The sequence is an incident only if every reading
+    still is."""
+    present = sorted({m.text for m in matches if m.text in common})
+    if len(present) <= RELEASE_COMBINATIONS_UP_TO:
+        choices = list(itertools.product((False, True), repeat=len(present)))
+    else:
+        close = tuple(text in nearest and nearest[text][1] <= REWORDED_DISTANCE for text in present)
+        choices = [(False,) * len(present), (True,) * len(present), close]
+    readings = []
+    for choice in choices:
+        mapped = {text for text, use in zip(present, choice) if use and text in nearest}
+        reading = [nearest[m.text][0] if m.text in mapped else line
+                   for line, m in zip(lines, matches) if m.text not in common or m.text in mapped]
+        if reading and reading not in readings:
+            readings.append(reading)
+    return readings
+
+
+def nearest_known_lines(encoder, texts: set[str], known: set[str]) -> dict[str, tuple[str, float]]:
+    """Each masked text → the known masked line closest to it and its cosine distance (the line
+    embeddings are unit vectors); masked text masks to itself, so it can stand in for a raw line."""
+    if not texts or not known:
+        return {}
+    queries, references = sorted(texts), sorted(known)
+    sims = encoder.encode(queries) @ encoder.encode(references).T
+    best = sims.argmax(axis=1)
+    return {text: (references[int(k)], float(1.0 - sims[i, k])) for i, (text, k) in enumerate(zip(queries, best))}
