@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 20
 # A release's new lines in one sequence, each read as dropped or as its nearest known line: every
-# combination up to this many distinct lines (2^3 readings), beyond it the two uniform readings.
+# combination up to this many distinct lines (2^3 readings), beyond it three (see _release_readings).
 RELEASE_COMBINATIONS_UP_TO = 3
 # A new line this close to a known one (cosine distance of the line embeddings) reads as that line
 # reworded: "Receiving block <*> src: /<*> dest: /<*> [build <*>]" lies 0.08 from the line without
@@ -230,9 +230,9 @@ class LearningDetector(VersionedDetector):
         for matches in masked_of:
             share_of.update({m.text for m in matches if m.novel})
         common = {text for text, n in share_of.items() if n >= self.learning.new_normal_share * max(len(train), 1)}
-        # what the serving model knows: its normal history's lines (label-free models keep them in
-        # their novelty table), else the known lines of this window (a release rewrote the most
-        # common ones, so the window alone may hold the new wording only)
+        # what the serving model knows: the known lines of this window and, for label-free models,
+        # every line of its normal history (the novelty table): a release that rewrote the most
+        # common lines leaves the window holding their new wording only
         known = {m.text for matches in masked_of for m in matches if not m.novel}
         if getattr(current, "novelty", None) is not None:
             known |= set(current.novelty.table.support)
