@@ -5,6 +5,7 @@ that is an incident under every such reading is still left out."""
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 
@@ -39,7 +40,8 @@ def released(lines: list[str], n: int) -> list[str]:
 
 
 class UnitVectors:
-    """Hashed unit vectors with one pair made close, standing in for the line encoder."""
+    """Unit vectors seeded by each text's CRC (the same in every process, unlike hash()), with
+    one pair made close, standing in for the line encoder."""
 
     def __init__(self, close: dict[str, str]):
         self.close = close
@@ -47,9 +49,9 @@ class UnitVectors:
     def encode(self, texts):
         rows = []
         for text in texts:
-            base = np.random.default_rng(abs(hash(self.close.get(text, text))) % 2**32).normal(size=32)
+            base = np.random.default_rng(zlib.crc32(self.close.get(text, text).encode())).normal(size=32)
             if text in self.close:  # a rewording: near its original, not on it
-                base = base + 0.1 * np.random.default_rng(abs(hash(text)) % 2**32).normal(size=32)
+                base = base + 0.1 * np.random.default_rng(zlib.crc32(text.encode())).normal(size=32)
             rows.append(base / np.linalg.norm(base))
         return np.array(rows)
 
